@@ -1,0 +1,284 @@
+"""Configuration, read once from the environment into one typed settings object.
+
+Every variable the service understands is declared here and documented in `.env.example`.
+Secrets (API keys, database passwords) are wrapped in :class:`Secret` so that `repr`, logs and
+error messages never show them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+DEFAULT_RSS_FEEDS = ("https://cointelegraph.com/rss",)
+DEFAULT_COINPAPRIKA_BASE_URL = "https://api.coinpaprika.com"
+DEFAULT_COINGECKO_BASE_URL = "https://api.coingecko.com/api/v3"
+SOURCE_TYPES = ("csv", "coinpaprika", "coingecko", "rss")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Secret:
+    """A string that never shows itself in repr/str; call :meth:`reveal` where it is needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class DatabaseUrl:
+    """A plain ``postgresql://user:pass@host:port/db`` URL; the password is never displayed.
+
+    Users give URLs as every PostgreSQL tool takes them; which driver we use is our business,
+    so :meth:`sqlalchemy_url` adds it.
+    """
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str, variable: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname and not parts.path:
+            raise ConfigError(
+                f"{variable} must be a postgresql://user:password@host:port/database URL, "
+                f"got {redact_url(url)!r}"
+            )
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ConfigError(f"{variable} has an invalid port: {redact_url(url)!r}") from None
+        if not parts.path.strip("/"):
+            raise ConfigError(f"{variable} must name a database: {redact_url(url)!r}")
+        self._url = url
+
+    def reveal(self) -> str:
+        return self._url
+
+    @property
+    def database(self) -> str:
+        return urlsplit(self._url).path.lstrip("/")
+
+    def sqlalchemy_url(self) -> str:
+        """The same URL for SQLAlchemy's asyncpg driver (``sslmode`` becomes asyncpg's ``ssl``)."""
+        parts = urlsplit(self._url)
+        query = [("ssl", v) if k == "sslmode" else (k, v) for k, v in parse_qsl(parts.query)]
+        return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, urlencode(query), ""))
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({redact_url(self._url)!r})"
+
+    __str__ = __repr__
+
+
+def redact_url(url: str) -> str:
+    """Replace the password of a URL with ``***`` (for logs and errors)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, ""))
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """All settings of worker, API and stub upstream. Built by :func:`load_settings`."""
+
+    database_url: DatabaseUrl | None
+    api_database_url: DatabaseUrl | None
+    log_level: str = "INFO"
+    # Sources
+    csv_paths: tuple[str, ...] = ()
+    csv_column_map: str = ""
+    coinpaprika_base_url: str = DEFAULT_COINPAPRIKA_BASE_URL
+    coinpaprika_api_key: Secret = Secret("")
+    coingecko_base_url: str = DEFAULT_COINGECKO_BASE_URL
+    coingecko_api_key: Secret = Secret("")
+    coingecko_pages: int = 1
+    coingecko_per_page: int = 250
+    rss_feed_urls: tuple[str, ...] = DEFAULT_RSS_FEEDS
+    enabled_sources: tuple[str, ...] = SOURCE_TYPES
+    # HTTP policy
+    http_timeout_s: float = 20.0
+    http_max_attempts: int = 5
+    http_max_wait_s: float = 120.0
+    rate_limit_rpm: Mapping[str, int] = msgspec.field(default_factory=dict)
+    # Worker
+    batch_size: int = 5000
+    intervals_s: Mapping[str, int] = msgspec.field(default_factory=dict)
+    etl_fail_after: tuple[str, int] | None = None
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    stale_after_s: int = 3600
+
+    def interval_for(self, source: str) -> int:
+        return self.intervals_s.get(source, DEFAULT_INTERVALS_S[source])
+
+    def require_database_url(self) -> DatabaseUrl:
+        if self.database_url is None:
+            raise ConfigError("DATABASE_URL is required (postgresql://user:password@host:port/db)")
+        return self.database_url
+
+    def require_api_database_url(self) -> DatabaseUrl:
+        url = self.api_database_url or self.database_url
+        if url is None:
+            raise ConfigError("API_DATABASE_URL is required (the read-only role's URL)")
+        return url
+
+
+# Free tiers: CoinGecko demo allows ~30 calls/min, CoinPaprika free 20k calls/month (~1 call
+# every 2-3 min on average), so the schedule keeps CoinPaprika well inside its monthly quota.
+DEFAULT_INTERVALS_S = {"csv": 60, "coinpaprika": 300, "coingecko": 300, "rss": 600}
+DEFAULT_RATE_LIMIT_RPM = {"api.coingecko.com": 25, "api.coinpaprika.com": 10}
+DEFAULT_HOST_RPM = 60
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {raw!r}")
+    return value
+
+
+def _pairs(env: Mapping[str, str], name: str) -> dict[str, int]:
+    """Parse ``key=int,key=int`` (e.g. ``INTERVALS=csv=60,rss=600``)."""
+    result: dict[str, int] = {}
+    for item in _split_list(env.get(name, "")):
+        key, sep, value = item.rpartition("=")
+        if not sep or not key or not value.strip().isdigit():
+            raise ConfigError(f"{name} must look like key=integer,key=integer; bad item {item!r}")
+        result[key.strip()] = int(value)
+    return result
+
+
+def _database_url(env: Mapping[str, str], name: str) -> DatabaseUrl | None:
+    raw = env.get(name, "").strip()
+    return DatabaseUrl(raw, name) if raw else None
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {redact_url(raw)!r}")
+    return raw.rstrip("/")
+
+
+def _sources(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = _split_list(env.get("ENABLED_SOURCES", ""))
+    unknown = sorted(set(raw) - set(SOURCE_TYPES))
+    if unknown:
+        raise ConfigError(f"ENABLED_SOURCES has unknown sources {unknown}; known: {SOURCE_TYPES}")
+    return raw or SOURCE_TYPES
+
+
+def _fail_after(env: Mapping[str, str]) -> tuple[str, int] | None:
+    raw = env.get("ETL_FAIL_AFTER", "").strip()
+    if not raw:
+        return None
+    source, sep, count = raw.partition(":")
+    if not sep or source not in SOURCE_TYPES or not count.isdigit():
+        raise ConfigError(f"ETL_FAIL_AFTER must look like <source>:<n>, got {raw!r}")
+    return source, int(count)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every setting from ``env`` (default: ``os.environ``); raise :class:`ConfigError`."""
+    env = os.environ if env is None else env
+    log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+    rss = _split_list(env.get("RSS_FEED_URLS", "")) or DEFAULT_RSS_FEEDS
+    for url in rss:
+        _http_url({"RSS_FEED_URLS": url}, "RSS_FEED_URLS", url)
+    return Settings(
+        database_url=_database_url(env, "DATABASE_URL"),
+        api_database_url=_database_url(env, "API_DATABASE_URL"),
+        log_level=log_level,
+        csv_paths=_split_list(env.get("CSV_PATHS", "")),
+        csv_column_map=env.get("CSV_COLUMN_MAP", "").strip(),
+        coinpaprika_base_url=_http_url(env, "COINPAPRIKA_BASE_URL", DEFAULT_COINPAPRIKA_BASE_URL),
+        coinpaprika_api_key=Secret(env.get("COINPAPRIKA_API_KEY", "").strip()),
+        coingecko_base_url=_http_url(env, "COINGECKO_BASE_URL", DEFAULT_COINGECKO_BASE_URL),
+        coingecko_api_key=Secret(env.get("COINGECKO_API_KEY", "").strip()),
+        coingecko_pages=_int(env, "COINGECKO_PAGES", 1, minimum=1),
+        coingecko_per_page=_int(env, "COINGECKO_PER_PAGE", 250, minimum=1),
+        rss_feed_urls=rss,
+        enabled_sources=_sources(env),
+        http_timeout_s=_float(env, "HTTP_TIMEOUT_S", 20.0),
+        http_max_attempts=_int(env, "HTTP_MAX_ATTEMPTS", 5, minimum=1),
+        http_max_wait_s=_float(env, "HTTP_MAX_WAIT_S", 120.0),
+        rate_limit_rpm={**DEFAULT_RATE_LIMIT_RPM, **_pairs(env, "RATE_LIMIT_RPM")},
+        batch_size=_int(env, "BATCH_SIZE", 5000, minimum=1),
+        intervals_s=_pairs(env, "INTERVALS_S"),
+        etl_fail_after=_fail_after(env),
+        api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",
+        api_port=_int(env, "API_PORT", 8000, minimum=1),
+        api_workers=_int(env, "API_WORKERS", 1, minimum=1),
+        stale_after_s=_int(env, "STALE_AFTER_S", 3600, minimum=1),
+    )
+
+
+def load_settings_or_exit(env: Mapping[str, str] | None = None) -> Settings:
+    """Like :func:`load_settings`, but a bad value prints one line and exits with status 2."""
+    try:
+        return load_settings(env)
+    except ConfigError as exc:
+        print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def settings_summary(settings: Settings) -> dict[str, Any]:
+    """A log-safe view of the settings (secrets redacted)."""
+    return {
+        field: repr(value) if isinstance(value, Secret | DatabaseUrl) else value
+        for field, value in msgspec.structs.asdict(settings).items()
+    }

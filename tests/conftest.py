@@ -23,3 +23,51 @@ def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():
         pytest.skip(f"real-world corpus not found at {CORPUS_DIR}")
     return CORPUS_DIR
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+
+import psycopg  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
+
+from cryptoetl.config import DatabaseUrl  # noqa: E402
+from cryptoetl.db.engine import make_engine  # noqa: E402
+from tests.pg import TestDatabase, fresh_database, server_url  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """Superuser URL of a real PostgreSQL server (see tests/pg.py for how it is found)."""
+    with server_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database(pg_server: str) -> Iterator[TestDatabase]:
+    """This session's own database, migrated to head with Alembic."""
+    with fresh_database(pg_server) as db:
+        yield db
+
+
+@pytest.fixture(scope="session")
+async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(DatabaseUrl(database.admin_url, "TEST_DATABASE_URL"))
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+def clean_db(database: TestDatabase) -> TestDatabase:
+    """Isolation: every test that writes starts from empty tables."""
+    with psycopg.connect(database.admin_url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    return database

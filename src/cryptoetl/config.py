@@ -8,6 +8,7 @@ error messages never show them.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -110,6 +111,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: DatabaseUrl | None
     api_database_url: DatabaseUrl | None
     log_level: str = "INFO"
+    # Group roles created by the migrations; login users join them (deploy/postgres/).
+    writer_role: str = "cryptoetl_writer"
+    reader_role: str = "cryptoetl_reader"
     # Sources
     csv_paths: tuple[str, ...] = ()
     csv_column_map: str = ""
@@ -135,6 +139,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     api_port: int = 8000
     api_workers: int = 1
     stale_after_s: int = 3600
+
+    def secret_values(self) -> list[str]:
+        """Every secret in clear, for scrubbers (logs, stored errors); never print this."""
+        values = [self.coinpaprika_api_key.reveal(), self.coingecko_api_key.reveal()]
+        for url in (self.database_url, self.api_database_url):
+            if url is not None and (password := urlsplit(url.reveal()).password):
+                values.append(password)
+        return [v for v in values if v]
 
     def interval_for(self, source: str) -> int:
         return self.intervals_s.get(source, DEFAULT_INTERVALS_S[source])
@@ -212,6 +224,13 @@ def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+def _role(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
+        raise ConfigError(f"{name} must be a lower-case SQL identifier, got {raw!r}")
+    return raw
+
+
 def _sources(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = _split_list(env.get("ENABLED_SOURCES", ""))
     unknown = sorted(set(raw) - set(SOURCE_TYPES))
@@ -243,6 +262,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=_database_url(env, "DATABASE_URL"),
         api_database_url=_database_url(env, "API_DATABASE_URL"),
         log_level=log_level,
+        writer_role=_role(env, "DB_WRITER_ROLE", "cryptoetl_writer"),
+        reader_role=_role(env, "DB_READER_ROLE", "cryptoetl_reader"),
         csv_paths=_split_list(env.get("CSV_PATHS", "")),
         csv_column_map=env.get("CSV_COLUMN_MAP", "").strip(),
         coinpaprika_base_url=_http_url(env, "COINPAPRIKA_BASE_URL", DEFAULT_COINPAPRIKA_BASE_URL),

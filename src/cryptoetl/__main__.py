@@ -1,0 +1,3 @@
+from cryptoetl.cli import main
+
+raise SystemExit(main())

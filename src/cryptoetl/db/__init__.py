@@ -1,0 +1,1 @@
+"""Database layer: table metadata (owned by Alembic migrations) and engine construction."""

@@ -1,0 +1,257 @@
+"""One source run: lock → checkpoint → fetch → raw → normalize → upsert → record.
+
+* A PostgreSQL advisory lock per source means several worker replicas never ingest the same
+  source at once; the replica that does not get the lock skips and says so.
+* Holding the lock also proves no live run of that source exists, so runs left ``running`` by a
+  dead worker are closed as ``interrupted`` right then.
+* Each batch and the checkpoint it advances are committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptoetl.config import Settings
+from cryptoetl.db.tables import checkpoints, record_counts, runs
+from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.store import BatchCounts, write_batch
+from cryptoetl.sources.base import Source, SourceError, SourceType
+
+log = logging.getLogger("cryptoetl.worker")
+
+RunStatus = Literal["success", "failed", "interrupted", "skipped"]
+_LOCK_NAMESPACE = 0x43455431  # "CET1": keeps our advisory locks apart from anyone else's
+
+
+class RunInterrupted(Exception):
+    """The worker was asked to stop; the current batch was committed or rolled back."""
+
+
+class InjectedFailure(SourceError):
+    """ETL_FAIL_AFTER: a deliberate failure for demos and resume tests."""
+
+
+@dataclass
+class RunOutcome:
+    source: SourceType
+    status: RunStatus
+    run_id: uuid.UUID | None = None
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    error: str | None = None
+
+
+def lock_key(source: str) -> int:
+    return zlib.crc32(f"cryptoetl:{source}".encode()) & 0x7FFFFFFF
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: Settings,
+        resolver: AssetResolver,
+        worker_id: str,
+        stop: asyncio.Event,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._resolver = resolver
+        self._worker_id = worker_id
+        self._stop = stop
+        self._secrets = settings.secret_values()
+
+    async def run(self, source: Source) -> RunOutcome:
+        name = source.source_type
+        lock_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        async with lock_engine.connect() as lock_conn:
+            key = (_LOCK_NAMESPACE, lock_key(name))
+            got = await lock_conn.scalar(
+                sa.text("SELECT pg_try_advisory_lock(:a, :b)"), dict(zip("ab", key, strict=True))
+            )
+            if not got:
+                log.info(
+                    "source locked by another worker, skipped",
+                    extra={"event": "run_skipped", "source": name},
+                )
+                return RunOutcome(name, "skipped")
+            try:
+                return await self._run_locked(source)
+            finally:
+                with contextlib.suppress(Exception):
+                    await lock_conn.execute(
+                        sa.text("SELECT pg_advisory_unlock(:a, :b)"),
+                        dict(zip("ab", key, strict=True)),
+                    )
+
+    async def _run_locked(self, source: Source) -> RunOutcome:
+        name = source.source_type
+        run_id = uuid.uuid4()
+        cursor = await self._begin(name, run_id)
+        outcome = RunOutcome(name, "success", run_id)
+        started = time.monotonic()
+        log.info(
+            "run started", extra={"event": "run_started", "source": name, "run_id": str(run_id)}
+        )
+        try:
+            await self._consume(source, cursor, run_id, outcome)
+        except asyncio.CancelledError:
+            outcome.status, outcome.error = "interrupted", "worker stopped (cancelled)"
+            await asyncio.shield(self._finish(outcome, started))
+            raise
+        except RunInterrupted as exc:
+            outcome.status, outcome.error = "interrupted", str(exc)
+        except Exception as exc:
+            self._resolver.forget()
+            outcome.status, outcome.error = "failed", self._describe(exc)
+            if not isinstance(exc, SourceError):
+                log.exception(
+                    "run crashed",
+                    extra={"event": "run_error", "source": name, "run_id": str(run_id)},
+                )
+        await self._finish(outcome, started)
+        return outcome
+
+    async def _consume(
+        self, source: Source, cursor: dict[str, Any], run_id: uuid.UUID, outcome: RunOutcome
+    ) -> None:
+        fail_after = self._settings.etl_fail_after
+        limit = fail_after[1] if fail_after and fail_after[0] == source.source_type else None
+        batches = source.batches(cursor, self._settings.batch_size)
+        async with contextlib.aclosing(batches):  # type: ignore[type-var]
+            async for batch in batches:
+                if self._stop.is_set():
+                    raise RunInterrupted("worker stopping: run interrupted between batches")
+                async with self._engine.begin() as conn:
+                    counts, drift = await write_batch(
+                        conn, self._resolver, source.source_type, run_id, batch
+                    )
+                outcome.counts.add(counts)
+                self._log_batch(source.source_type, outcome, counts, drift, batch.warnings)
+                if limit is not None and outcome.counts.processed >= limit:
+                    raise InjectedFailure(
+                        f"injected failure after {outcome.counts.processed} records (ETL_FAIL_AFTER)"
+                    )
+
+    def _log_batch(
+        self,
+        name: str,
+        outcome: RunOutcome,
+        counts: BatchCounts,
+        drift: list[Any],
+        warnings: list[str],
+    ) -> None:
+        extra = {"source": name, "run_id": str(outcome.run_id)}
+        for event in drift:
+            log.warning(
+                "schema drift",
+                extra={
+                    **extra,
+                    "event": "schema_drift",
+                    "field": event.field,
+                    "change": event.change,
+                    "candidate": event.candidate_field,
+                    "similarity": event.similarity,
+                },
+            )
+        for warning in warnings:
+            log.warning(warning, extra={**extra, "event": "source_warning"})
+        log.info(
+            "batch committed",
+            extra={
+                **extra,
+                "event": "batch_committed",
+                "batch": counts.as_dict(),
+                "counts": outcome.counts.as_dict(),
+            },
+        )
+
+    async def _begin(self, name: SourceType, run_id: uuid.UUID) -> dict[str, Any]:
+        """Close dead runs, open this one, and read the checkpoint cursor."""
+        async with self._engine.begin() as conn:
+            closed = await conn.execute(
+                runs.update()
+                .where(runs.c.source_type == name, runs.c.status == "running")
+                .values(
+                    status="interrupted",
+                    finished_at=sa.func.now(),
+                    error="worker died during the run; closed at next start",
+                )
+                .returning(runs.c.id)
+            )
+            for (dead,) in closed.all():
+                log.warning(
+                    "closed a run left running by a dead worker",
+                    extra={"event": "run_closed_interrupted", "source": name, "run_id": str(dead)},
+                )
+            await conn.execute(
+                runs.insert().values(
+                    id=run_id, source_type=name, worker_id=self._worker_id, status="running"
+                )
+            )
+            cursor = await conn.scalar(
+                sa.select(checkpoints.c.cursor).where(checkpoints.c.source_type == name)
+            )
+        return dict(cursor or {})
+
+    async def _finish(self, outcome: RunOutcome, started: float) -> None:
+        extra = {
+            "event": f"run_{outcome.status}",
+            "source": outcome.source,
+            "run_id": str(outcome.run_id),
+            "counts": outcome.counts.as_dict(),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    runs.update()
+                    .where(runs.c.id == outcome.run_id)
+                    .values(status=outcome.status, finished_at=sa.func.now(), error=outcome.error)
+                )
+                await self._update_checkpoint(conn, outcome)
+        except Exception as exc:
+            # The database is gone: the run row stays `running` and the next start closes it.
+            log.error(
+                "could not record the end of a run", extra={**extra, "error": self._describe(exc)}
+            )
+        if outcome.status == "success":
+            log.info("run finished", extra=extra)
+        else:
+            log.warning("run ended: %s", outcome.error, extra={**extra, "error": outcome.error})
+
+    async def _update_checkpoint(self, conn: Any, outcome: RunOutcome) -> None:
+        total = (
+            sa.select(sa.func.coalesce(sa.func.sum(record_counts.c.n), 0))
+            .where(record_counts.c.source_type == outcome.source)
+            .scalar_subquery()
+        )
+        values: dict[str, Any] = {
+            "status": outcome.status,
+            "last_run_id": outcome.run_id,
+            "records_total": total,
+            "last_run_processed": outcome.counts.processed,
+            "updated_at": sa.func.now(),
+        }
+        if outcome.status == "success":
+            values |= {"last_success_at": sa.func.now(), "last_error": None}
+        else:
+            values |= {"last_failure_at": sa.func.now(), "last_error": outcome.error}
+        stmt = insert(checkpoints).values(source_type=outcome.source, **values)
+        await conn.execute(stmt.on_conflict_do_update(index_elements=["source_type"], set_=values))
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:2000]

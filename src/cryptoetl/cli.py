@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -68,16 +69,16 @@ def _settings() -> Settings:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from cryptoetl.pipeline.daemon import Worker, check_liveness
-
     settings = _settings()
-    if args.check:
-        return 0 if asyncio.run(check_liveness(settings)) else 1
     try:
         settings.require_database_url()
     except ConfigError as exc:
         print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
         return 2
+    from cryptoetl.pipeline.daemon import Worker, check_liveness
+
+    if args.check:
+        return 0 if asyncio.run(check_liveness(settings)) else 1
     worker = Worker(settings)
 
     async def main() -> int:
@@ -116,10 +117,8 @@ def _stub(args: argparse.Namespace) -> int:
 
     settings = _settings()
     del settings  # only for logging configuration
-    try:
-        asyncio.run(serve(args.port, args.fixtures, host=args.host, faults=args.faults))
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.port, args.fixtures, host=args.host, faults=args.faults or None))
     return 0
 
 
@@ -132,7 +131,7 @@ def _migrate(_: argparse.Namespace) -> int:
         return 2
     ini = Path(__file__).resolve().parents[2] / "alembic.ini"
     command = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
-    return subprocess.call(command, env=os.environ.copy())
+    return subprocess.call(command, env=os.environ.copy())  # noqa: S603 (fixed argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

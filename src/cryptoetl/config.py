@@ -63,7 +63,7 @@ class DatabaseUrl:
 
     def __init__(self, url: str, variable: str) -> None:
         parts = urlsplit(url)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname and not parts.path:
+        if parts.scheme not in ("postgresql", "postgres"):
             raise ConfigError(
                 f"{variable} must be a postgresql://user:password@host:port/database URL, "
                 f"got {redact_url(url)!r}"
@@ -167,7 +167,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 # every 2-3 min on average), so the schedule keeps CoinPaprika well inside its monthly quota.
 DEFAULT_INTERVALS_S = {"csv": 60, "coinpaprika": 300, "coingecko": 300, "rss": 600}
 DEFAULT_RATE_LIMIT_RPM = {"api.coingecko.com": 25, "api.coinpaprika.com": 10}
-DEFAULT_HOST_RPM = 60
 
 
 def _split_list(raw: str) -> tuple[str, ...]:

@@ -111,7 +111,9 @@ def test_reader_sessions_start_read_only(database: TestDatabase, logins: tuple[s
             conn.execute("INSERT INTO checkpoints (source_type) VALUES ('csv')")
 
 
-def test_writer_login_can_write(database: TestDatabase, logins: tuple[str, str], clean_db: TestDatabase) -> None:
+def test_writer_login_can_write(
+    database: TestDatabase, logins: tuple[str, str], clean_db: TestDatabase
+) -> None:
     writer, _ = logins
     with psycopg.connect(with_user(database.admin_url, writer), autocommit=True) as conn:
         conn.execute("INSERT INTO checkpoints (source_type) VALUES ('rss')")

@@ -139,9 +139,8 @@ class SourceRunner:
                 outcome.counts.add(counts)
                 self._log_batch(source.source_type, outcome, counts, drift, batch.warnings)
                 if limit is not None and outcome.counts.processed >= limit:
-                    raise InjectedFailure(
-                        f"injected failure after {outcome.counts.processed} records (ETL_FAIL_AFTER)"
-                    )
+                    done = outcome.counts.processed
+                    raise InjectedFailure(f"injected failure after {done} records (ETL_FAIL_AFTER)")
 
     def _log_batch(
         self,

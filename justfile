@@ -1,0 +1,51 @@
+# cryptoetl — `just --list` shows every recipe. Run with `uv run just <recipe>` if just is not on PATH.
+
+set dotenv-load := false
+
+compose := "docker compose"
+
+# List the recipes
+default:
+    @just --list
+
+# Start PostgreSQL, migrations, worker and API in containers (add `offline` for the stub upstream)
+up *profile:
+    {{ compose }} {{ if profile == "offline" { "--profile offline" } else { "" } }} up -d --build
+    @echo "API: http://localhost:8000/docs — logs: docker compose logs -f worker"
+
+# Stop the containers (data volume kept)
+down:
+    {{ compose }} --profile offline down
+
+# Follow the logs of a service (default: worker)
+logs service="worker":
+    {{ compose }} logs -f {{ service }}
+
+# One manual pass of every source (in the running worker container)
+etl *args:
+    {{ compose }} exec worker cryptoetl worker --once {{ args }}
+
+# Apply database migrations (alembic upgrade head) against DATABASE_URL
+migrate:
+    uv run alembic upgrade head
+
+# Run the test suite (the README's test command; also what CI runs)
+test *args:
+    uv run pytest {{ args }}
+
+# Run the benchmarks (API and ingest) and print their tables
+bench:
+    uv run python bench/api_bench.py
+
+# Run everything on this machine without Docker: embedded PostgreSQL, stub upstream, worker, API
+dev:
+    uv run python -m cryptoetl.dev
+
+# Open psql on the database (DATABASE_URL)
+db-shell:
+    psql "${DATABASE_URL:?set DATABASE_URL}"
+
+# Remove containers, volumes and local dev data
+clean:
+    -{{ compose }} --profile offline down -v
+    rm -rf .dev-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""Settings: read once from the environment, secrets never shown, bad values named."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from cryptoetl.config import ConfigError, Secret, load_settings
+from cryptoetl.logs import JsonFormatter
+
+URL = "postgresql://etl:hunter2-password@db.example:5432/cryptoetl"
+
+
+def test_database_url_becomes_asyncpg_url_and_hides_password() -> None:
+    settings = load_settings({"DATABASE_URL": URL + "?sslmode=require"})
+    assert settings.database_url is not None
+    assert settings.database_url.sqlalchemy_url() == (
+        "postgresql+asyncpg://etl:hunter2-password@db.example:5432/cryptoetl?ssl=require"
+    )
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.database_url)
+
+
+def test_api_keys_are_redacted_in_repr() -> None:
+    settings = load_settings(
+        {"COINGECKO_API_KEY": "CG-secret-key", "COINPAPRIKA_API_KEY": "cp-key-1"}
+    )
+    assert "CG-secret-key" not in repr(settings)
+    assert "cp-key-1" not in repr(settings)
+    assert settings.coingecko_api_key.reveal() == "CG-secret-key"
+    assert set(settings.secret_values()) == {"CG-secret-key", "cp-key-1"}
+    assert repr(Secret("x")) == "Secret('***')"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u:pw@h:notaport/db"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://u@h:5432/"}, "DATABASE_URL"),
+        ({"API_DATABASE_URL": "nonsense"}, "API_DATABASE_URL"),
+        ({"COINGECKO_PAGES": "two"}, "COINGECKO_PAGES"),
+        ({"COINGECKO_PAGES": "0"}, "COINGECKO_PAGES"),
+        ({"COINGECKO_BASE_URL": "ftp://x"}, "COINGECKO_BASE_URL"),
+        ({"RSS_FEED_URLS": "http://ok/rss, not-a-url"}, "RSS_FEED_URLS"),
+        ({"ENABLED_SOURCES": "csv,twitter"}, "ENABLED_SOURCES"),
+        ({"ETL_FAIL_AFTER": "csv"}, "ETL_FAIL_AFTER"),
+        ({"INTERVALS_S": "csv=fast"}, "INTERVALS_S"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"DB_READER_ROLE": "Robert'); DROP"}, "DB_READER_ROLE"),
+    ],
+)
+def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(env)
+
+
+def test_malformed_url_error_does_not_leak_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"DATABASE_URL": "postgresql://u:topsecretpw@h:bad/db"})
+    assert "topsecretpw" not in str(info.value)
+
+
+def test_lists_pairs_and_defaults() -> None:
+    settings = load_settings(
+        {
+            "CSV_PATHS": "a.csv, data/*.csv ,",
+            "INTERVALS_S": "csv=30,rss=900",
+            "ETL_FAIL_AFTER": "coingecko:10",
+            "RATE_LIMIT_RPM": "127.0.0.1=6000",
+        }
+    )
+    assert settings.csv_paths == ("a.csv", "data/*.csv")
+    assert settings.interval_for("csv") == 30
+    assert settings.interval_for("coinpaprika") == 300
+    assert settings.etl_fail_after == ("coingecko", 10)
+    assert settings.rate_limit_rpm["127.0.0.1"] == 6000
+    assert settings.rate_limit_rpm["api.coingecko.com"] == 25
+    assert settings.rss_feed_urls == ("https://cointelegraph.com/rss",)
+
+
+def test_log_lines_scrub_secrets() -> None:
+    formatter = JsonFormatter(secrets=["sentinel-key-123"])
+    record = logging.makeLogRecord(
+        {"msg": "calling with %s", "args": ("sentinel-key-123",), "levelname": "INFO"}
+    )
+    record.__dict__["url"] = "http://x/?key=sentinel-key-123"
+    line = formatter.format(record)
+    assert "sentinel-key-123" not in line
+    assert '"url":"http://x/?key=***"' in line
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cryptoetl", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_help_lists_subcommands() -> None:
+    result = _cli("--help", env={})
+    assert result.returncode == 0
+    for command in ("worker", "api", "stub-upstream", "migrate"):
+        assert command in result.stdout
+
+
+def test_invalid_database_url_is_one_line_and_exit_2() -> None:
+    result = _cli("worker", "--once", env={"DATABASE_URL": "postgresql://u:pw@h:99999999/db"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "DATABASE_URL" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert "pw@" not in result.stderr
+
+
+def test_missing_database_url_exit_2() -> None:
+    result = _cli("worker", "--once", env={})
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr

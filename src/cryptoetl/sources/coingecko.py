@@ -1,0 +1,175 @@
+"""CoinGecko ``GET /coins/markets``: a market snapshot of the top coins, page by page.
+
+Each run re-fetches the configured pages completely (a snapshot has no "since" parameter); the
+cursor only records how far the run got. Every item is validated on its own, so one malformed
+coin becomes a reject and the rest of the page is kept.
+
+``last_updated`` may be missing or null for coins CoinGecko has stopped tracking; such a coin is
+still a valid observation as of the fetch, so its ``source_timestamp`` is the fetch time and
+``metadata["timestamp_source"]`` says ``"fetched_at"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated, ClassVar
+
+import msgspec
+
+from cryptoetl.config import Settings
+from cryptoetl.sources.base import Batch, JsonDict, MarketRecord, SourceType
+from cryptoetl.sources.http import HttpClient
+from cryptoetl.sources.jsonbody import (
+    as_utc,
+    compact,
+    decode_json_items,
+    market_batch,
+    market_batches,
+)
+
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class CoinGeckoRoi(msgspec.Struct, frozen=True):
+    times: float | None = None
+    currency: str | None = None
+    percentage: float | None = None
+
+
+class CoinGeckoMarket(msgspec.Struct, frozen=True):
+    """One item of ``/coins/markets``; only id, symbol and name are required."""
+
+    id: NonEmptyStr
+    symbol: NonEmptyStr
+    name: NonEmptyStr
+    # Prices, caps and volumes can be null for illiquid coins, never negative.
+    current_price: NonNegative | None = None
+    market_cap: NonNegative | None = None
+    market_cap_rank: int | None = None
+    total_volume: NonNegative | None = None
+    price_change_percentage_24h: float | None = None
+    last_updated: datetime | None = None
+    image: str | None = None
+    fully_diluted_valuation: float | None = None
+    high_24h: float | None = None
+    low_24h: float | None = None
+    price_change_24h: float | None = None
+    market_cap_change_24h: float | None = None
+    market_cap_change_percentage_24h: float | None = None
+    circulating_supply: float | None = None
+    total_supply: float | None = None
+    max_supply: float | None = None
+    ath: float | None = None
+    ath_change_percentage: float | None = None
+    # Dates we only pass on as metadata stay strings: a odd format must not reject the coin.
+    ath_date: str | None = None
+    atl: float | None = None
+    atl_change_percentage: float | None = None
+    atl_date: str | None = None
+    roi: CoinGeckoRoi | None = None
+
+
+def to_market_record(coin: CoinGeckoMarket, fetched_at: datetime) -> MarketRecord:
+    metadata = compact(
+        {
+            "image": coin.image,
+            "high_24h": coin.high_24h,
+            "low_24h": coin.low_24h,
+            "price_change_24h": coin.price_change_24h,
+            "circulating_supply": coin.circulating_supply,
+            "total_supply": coin.total_supply,
+            "max_supply": coin.max_supply,
+            "fully_diluted_valuation": coin.fully_diluted_valuation,
+            "ath": coin.ath,
+            "ath_date": coin.ath_date,
+            "atl": coin.atl,
+            "atl_date": coin.atl_date,
+            "timestamp_source": "fetched_at" if coin.last_updated is None else None,
+        }
+    )
+    return MarketRecord(
+        source_type="coingecko",
+        source_id=coin.id,
+        coin_id=coin.id,
+        symbol=coin.symbol.upper(),
+        name=coin.name,
+        price_usd=coin.current_price,
+        market_cap_usd=coin.market_cap,
+        volume_24h_usd=coin.total_volume,
+        change_24h_pct=coin.price_change_percentage_24h,
+        rank=coin.market_cap_rank,
+        source_timestamp=as_utc(coin.last_updated, fetched_at),
+        metadata=metadata,
+    )
+
+
+def _what(page: int | None) -> str:
+    return "coingecko /coins/markets" if page is None else f"coingecko page {page}"
+
+
+def parse_markets_page(body: bytes, *, fetched_at: datetime, page: int | None = None) -> Batch:
+    """One ``/coins/markets`` body → raw payloads, records, rejects and drift (no cursor).
+
+    Raises :class:`SourceError` when the body is not a JSON array (``page`` names it).
+    """
+    items = decode_json_items(body, what=_what(page))
+    return market_batch(items, CoinGeckoMarket, _record_maker(fetched_at))
+
+
+def _record_maker(fetched_at: datetime) -> Callable[[CoinGeckoMarket], MarketRecord]:
+    return lambda coin: to_market_record(coin, fetched_at)
+
+
+def _page_cursor(page: int, pages: int) -> Callable[[int, int], JsonDict]:
+    return lambda _index, _count: {"last_page": page, "pages": pages}
+
+
+class CoinGeckoSource:
+    """Fetches ``settings.coingecko_pages`` pages of ``settings.coingecko_per_page`` coins."""
+
+    source_type: ClassVar[SourceType] = "coingecko"
+
+    def __init__(self, settings: Settings, http: HttpClient) -> None:
+        self._settings = settings
+        self._http = http
+
+    def _headers(self) -> dict[str, str] | None:
+        key = self._settings.coingecko_api_key
+        # The demo plan's header; the key is revealed here only, never logged.
+        return {"x-cg-demo-api-key": key.reveal()} if key else None
+
+    async def _fetch_page(self, page: int) -> bytes:
+        response = await self._http.get(
+            f"{self._settings.coingecko_base_url}/coins/markets",
+            params={
+                "vs_currency": "usd",
+                "order": "market_cap_desc",
+                "per_page": str(self._settings.coingecko_per_page),
+                "page": str(page),
+            },
+            headers=self._headers(),
+        )
+        return response.body
+
+    async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
+        """At least one batch per page (more when a page exceeds ``batch_size`` items).
+
+        ``cursor`` is not used to skip pages: a snapshot must be complete on every run.
+        """
+        pages = self._settings.coingecko_pages
+        for page in range(1, pages + 1):
+            body = await self._fetch_page(page)
+            items = decode_json_items(body, what=_what(page))
+            for batch in market_batches(
+                items,
+                CoinGeckoMarket,
+                _record_maker(datetime.now(UTC)),
+                batch_size=batch_size,
+                cursor=_page_cursor(page, pages),
+            ):
+                yield batch
+            # A short page is the last one: asking for the next would only spend rate limit.
+            if len(items) < self._settings.coingecko_per_page:
+                return

@@ -41,18 +41,18 @@ def csv_dir(tmp_path: Path, fixtures_dir: Path) -> Path:
 
 
 def worker_env(db: TestDatabase, stub: StubHandle, csv_paths: str, **extra: str) -> dict[str, str]:
-    return db.env(
-        COINPAPRIKA_BASE_URL=stub.base_url,
-        COINGECKO_BASE_URL=f"{stub.base_url}/api/v3",
-        RSS_FEED_URLS=f"{stub.base_url}/rss",
-        COINPAPRIKA_API_KEY=SENTINEL_PAPRIKA_KEY,
-        COINGECKO_API_KEY=SENTINEL_GECKO_KEY,
-        COINGECKO_PAGES="3",
-        CSV_PATHS=csv_paths,
-        HTTP_MAX_WAIT_S="20",
-        LOG_LEVEL="INFO",
-        **extra,
-    )
+    settings = {
+        "COINPAPRIKA_BASE_URL": stub.base_url,
+        "COINGECKO_BASE_URL": f"{stub.base_url}/api/v3",
+        "RSS_FEED_URLS": f"{stub.base_url}/rss",
+        "COINPAPRIKA_API_KEY": SENTINEL_PAPRIKA_KEY,
+        "COINGECKO_API_KEY": SENTINEL_GECKO_KEY,
+        "COINGECKO_PAGES": "3",
+        "CSV_PATHS": csv_paths,
+        "HTTP_MAX_WAIT_S": "20",
+        "LOG_LEVEL": "INFO",
+    }
+    return db.env(**{**settings, **extra})
 
 
 async def run_worker(env: dict[str, str], *args: str, timeout: float = 120) -> WorkerResult:

@@ -355,7 +355,9 @@ def upgrade() -> None:
             "search_vector",
             postgresql.TSVECTOR(),
             sa.Computed(
-                "to_tsvector('english'::regconfig, coalesce(title, '') || ' ' || coalesce(summary, ''))",
+                "CASE WHEN title IS NULL AND summary IS NULL THEN NULL "
+                "ELSE to_tsvector('english'::regconfig, "
+                "coalesce(title, '') || ' ' || coalesce(summary, '')) END",
                 persisted=True,
             ),
             nullable=True,
@@ -378,18 +380,21 @@ def upgrade() -> None:
         "records",
         ["asset_id", sa.literal_column("source_timestamp DESC"), sa.literal_column("id DESC")],
         unique=False,
+        postgresql_where=sa.text("asset_id IS NOT NULL"),
     )
     op.create_index(
         "ix_records_category_ts_id",
         "records",
         ["category", sa.literal_column("source_timestamp DESC"), sa.literal_column("id DESC")],
         unique=False,
+        postgresql_where=sa.text("category IS NOT NULL"),
     )
     op.create_index(
-        "ix_records_kind_ts_id",
+        "ix_records_news_ts_id",
         "records",
-        ["kind", sa.literal_column("source_timestamp DESC"), sa.literal_column("id DESC")],
+        [sa.literal_column("source_timestamp DESC"), sa.literal_column("id DESC")],
         unique=False,
+        postgresql_where=sa.text("kind = 'news'"),
     )
     op.create_index(
         "ix_records_mentioned_asset_ids",
@@ -397,6 +402,7 @@ def upgrade() -> None:
         ["mentioned_asset_ids"],
         unique=False,
         postgresql_using="gin",
+        postgresql_where=sa.text("kind = 'news'"),
     )
     op.create_index(
         "ix_records_search_vector",
@@ -404,6 +410,7 @@ def upgrade() -> None:
         ["search_vector"],
         unique=False,
         postgresql_using="gin",
+        postgresql_where=sa.text("search_vector IS NOT NULL"),
     )
     op.create_index(
         "ix_records_source_ts_id",
@@ -548,7 +555,7 @@ def downgrade() -> None:
     op.drop_index("ix_records_source_ts_id", table_name="records")
     op.drop_index("ix_records_search_vector", table_name="records", postgresql_using="gin")
     op.drop_index("ix_records_mentioned_asset_ids", table_name="records", postgresql_using="gin")
-    op.drop_index("ix_records_kind_ts_id", table_name="records")
+    op.drop_index("ix_records_news_ts_id", table_name="records")
     op.drop_index("ix_records_category_ts_id", table_name="records")
     op.drop_index("ix_records_asset_ts_id", table_name="records")
     op.drop_table("records")

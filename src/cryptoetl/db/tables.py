@@ -129,9 +129,11 @@ records = sa.Table(
     sa.Column(
         "search_vector",
         pg.TSVECTOR,
+        # NULL when there is no text (CSV observations), so the partial GIN index skips them.
         sa.Computed(
-            "to_tsvector('english'::regconfig, "
-            "coalesce(title, '') || ' ' || coalesce(summary, ''))",
+            "CASE WHEN title IS NULL AND summary IS NULL THEN NULL "
+            "ELSE to_tsvector('english'::regconfig, "
+            "coalesce(title, '') || ' ' || coalesce(summary, '')) END",
             persisted=True,
         ),
         nullable=True,
@@ -147,18 +149,40 @@ records = sa.Table(
         sa.text("source_timestamp DESC"),
         sa.text("id DESC"),
     ),
-    sa.Index("ix_records_kind_ts_id", "kind", sa.text("source_timestamp DESC"), sa.text("id DESC")),
+    # Partial indexes keep the bulk (market observations) cheap to write: news is rare next to
+    # market rows, so `kind = 'market'` is served by ix_records_ts_id and news by its own index.
     sa.Index(
-        "ix_records_asset_ts_id", "asset_id", sa.text("source_timestamp DESC"), sa.text("id DESC")
+        "ix_records_news_ts_id",
+        sa.text("source_timestamp DESC"),
+        sa.text("id DESC"),
+        postgresql_where=sa.text("kind = 'news'"),
+    ),
+    sa.Index(
+        "ix_records_asset_ts_id",
+        "asset_id",
+        sa.text("source_timestamp DESC"),
+        sa.text("id DESC"),
+        postgresql_where=sa.text("asset_id IS NOT NULL"),
     ),
     sa.Index(
         "ix_records_category_ts_id",
         "category",
         sa.text("source_timestamp DESC"),
         sa.text("id DESC"),
+        postgresql_where=sa.text("category IS NOT NULL"),
     ),
-    sa.Index("ix_records_search_vector", "search_vector", postgresql_using="gin"),
-    sa.Index("ix_records_mentioned_asset_ids", "mentioned_asset_ids", postgresql_using="gin"),
+    sa.Index(
+        "ix_records_search_vector",
+        "search_vector",
+        postgresql_using="gin",
+        postgresql_where=sa.text("search_vector IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_records_mentioned_asset_ids",
+        "mentioned_asset_ids",
+        postgresql_using="gin",
+        postgresql_where=sa.text("kind = 'news'"),
+    ),
 )
 
 # Exact totals per (source_type, kind, asset), kept current by a trigger on `records` in the

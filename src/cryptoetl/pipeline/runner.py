@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from cryptoetl.config import Settings
 from cryptoetl.db.tables import checkpoints, record_counts, runs
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.store import BatchCounts, write_batch
-from cryptoetl.sources.base import Source, SourceError, SourceType
+from cryptoetl.sources.base import Batch, Source, SourceError, SourceType
 
 log = logging.getLogger("cryptoetl.worker")
 
@@ -49,6 +50,56 @@ class RunOutcome:
     run_id: uuid.UUID | None = None
     counts: BatchCounts = field(default_factory=BatchCounts)
     error: str | None = None
+
+
+class _End:
+    """Marks the end of a source's batches in the read-ahead queue."""
+
+
+@dataclass
+class _Failed:
+    error: Exception
+
+
+@contextlib.asynccontextmanager
+async def read_ahead(
+    batches: AsyncIterator[Batch], depth: int = 2
+) -> AsyncIterator[AsyncIterator[Batch]]:
+    """Let the source parse/fetch the next batches while the current one is being written.
+
+    Reading ahead is safe: a checkpoint only moves when its batch is committed, so batches read
+    but not written when a run stops are simply read again next time.
+    """
+    queue: asyncio.Queue[Batch | _End | _Failed] = asyncio.Queue(maxsize=depth)
+
+    async def pump() -> None:
+        try:
+            async for batch in batches:
+                await queue.put(batch)
+        except Exception as exc:
+            await queue.put(_Failed(exc))
+            return
+        await queue.put(_End())
+
+    async def drain() -> AsyncIterator[Batch]:
+        while True:
+            item = await queue.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    task = asyncio.create_task(pump())
+    try:
+        yield drain()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        aclose = getattr(batches, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def lock_key(source: str) -> int:
@@ -128,8 +179,8 @@ class SourceRunner:
         fail_after = self._settings.etl_fail_after
         limit = fail_after[1] if fail_after and fail_after[0] == source.source_type else None
         batches = source.batches(cursor, self._settings.batch_size)
-        async with contextlib.aclosing(batches):  # type: ignore[type-var]
-            async for batch in batches:
+        async with read_ahead(batches) as prefetched:
+            async for batch in prefetched:
                 if self._stop.is_set():
                     raise RunInterrupted("worker stopping: run interrupted between batches")
                 async with self._engine.begin() as conn:

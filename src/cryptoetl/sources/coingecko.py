@@ -63,7 +63,7 @@ class CoinGeckoMarket(msgspec.Struct, frozen=True):
     max_supply: float | None = None
     ath: float | None = None
     ath_change_percentage: float | None = None
-    # Dates we only pass on as metadata stay strings: a odd format must not reject the coin.
+    # Dates we only pass on as metadata stay strings: an odd format must not reject the coin.
     ath_date: str | None = None
     atl: float | None = None
     atl_change_percentage: float | None = None

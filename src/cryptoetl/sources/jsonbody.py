@@ -47,7 +47,8 @@ def decode_json_items(body: bytes, *, what: str, allow_object: bool = False) -> 
 
     ``what`` names the request in messages ("coingecko page 2"). With ``allow_object`` a single
     JSON object is taken as a list of one (CoinPaprika's ``/v1/tickers/{id}`` answers that way).
-    An object with an ``error`` key is always an upstream error, never an item.
+    An error object (``{"error": ...}``, or ``{"status": ...}`` without an ``id``) is always
+    reported as an upstream error, never taken as an item.
     """
     if not body.strip():
         raise SourceError(f"{what}: body is empty, expected a JSON array")
@@ -99,7 +100,7 @@ def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def build_market_batch(
+def _items_batch(
     items: Sequence[Any],
     struct_type: type[S],
     to_record: Callable[[S], MarketRecord],
@@ -134,8 +135,8 @@ def build_market_batch(
 def market_batch(
     items: Sequence[Any], struct_type: type[S], to_record: Callable[[S], MarketRecord]
 ) -> Batch:
-    """:func:`build_market_batch` plus the drift of ``items`` against ``struct_type``."""
-    batch = build_market_batch(items, struct_type, to_record)
+    """All ``items`` of one response as one batch, with their drift against ``struct_type``."""
+    batch = _items_batch(items, struct_type, to_record)
     batch.drift = detect_drift(struct_type, dict_items(items))
     return batch
 
@@ -156,7 +157,7 @@ def market_batches(
     drift = detect_drift(struct_type, dict_items(items))
     chunks = chunked(items, batch_size)
     for index, chunk in enumerate(chunks):
-        batch = build_market_batch(chunk, struct_type, to_record)
+        batch = _items_batch(chunk, struct_type, to_record)
         batch.drift = drift if index == 0 else []
         batch.cursor = cursor(index, len(chunks))
         yield batch

@@ -8,6 +8,7 @@ VCR cassettes are read in place: their response bodies are extracted at run time
 from __future__ import annotations
 
 import gzip
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,58 @@ def test_relative_uri_with_xml_base_in_content(corpus_dir: Path) -> None:
     records, _ = _only(corpus_dir, "feedparser_relative_uri_nonascii_xml_base.xml")
     [record] = records
     assert (record.title, record.summary) == ("uri", "uri")
+
+
+# --------------------------------------------------------------------------- corrupted bodies
+
+_INSERTS = (b"<", b">", b"&", b"<![CDATA[", b"]]>", b"&#xFFFFFFFFFF;", b"\x00", b"</item>", b'"')
+
+
+def _mutations(seeds: list[bytes], count: int, seed: int) -> list[bytes]:
+    """Deterministic damaged copies of ``seeds``: flipped bytes, cuts and stray markup."""
+    rnd = random.Random(seed)
+    result = []
+    for _ in range(count):
+        body = bytearray(rnd.choice(seeds))
+        for _ in range(rnd.randint(1, 12)):
+            if not body:
+                break
+            at = rnd.randrange(len(body))
+            roll = rnd.random()
+            if roll < 0.4:
+                body[at] = rnd.randrange(256)
+            elif roll < 0.7:
+                del body[at : at + rnd.randint(1, 40)]
+            else:
+                body[at:at] = rnd.choice(_INSERTS)
+        result.append(bytes(body))
+    return result
+
+
+def _seed_bodies(fixtures_dir: Path, corpus_dir: Path, folder: str, pattern: str) -> list[bytes]:
+    seeds = [p.read_bytes() for p in sorted((fixtures_dir / folder).glob(pattern))]
+    return seeds + [p.read_bytes() for p in sorted((corpus_dir / folder).glob(pattern))]
+
+
+def test_corrupted_feeds_fail_cleanly(fixtures_dir: Path, corpus_dir: Path) -> None:
+    seeds = _seed_bodies(fixtures_dir, corpus_dir, "rss", "*")
+    for body in _mutations(seeds, 150, seed=20241105):
+        try:
+            batch = parse_feed(
+                body, feed_url="https://f.test/x", content_type=None, fetched_at=FETCHED_AT
+            )
+        except SourceError:
+            continue
+        check_batch_invariants(batch)
+
+
+def test_corrupted_json_fails_cleanly(fixtures_dir: Path, corpus_dir: Path) -> None:
+    seeds = _seed_bodies(fixtures_dir, corpus_dir, "coingecko", "*.json")
+    seeds += _seed_bodies(fixtures_dir, corpus_dir, "coinpaprika", "*.json")
+    for body in _mutations(seeds, 300, seed=20241106):
+        for parse in (parse_markets_page, parse_tickers):
+            try:
+                batch = parse(body, fetched_at=FETCHED_AT)
+            except SourceError:
+                continue
+            check_batch_invariants(batch)

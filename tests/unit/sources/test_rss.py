@@ -249,6 +249,9 @@ def test_undeclared_non_utf8_encoding_is_warned_about() -> None:
         (b"Rate limit exceeded", "'Rate limit exceeded'"),
         (b'{"error": "x"}', "not an RSS or Atom feed"),
         (b"<rss", "not an RSS or Atom feed"),
+        # feedparser itself crashes on these (OverflowError, UnicodeDecodeError):
+        (b"<rss version='2.0'><channel><item><title>&#xFFFFFFFFFF;</title>", "parser failed"),
+        (b'<?xml version="1.0" encoding="\xff\xfe"?><rss/>', "parser failed"),
     ],
 )
 def test_bodies_that_are_not_feeds(body: bytes, fragment: str) -> None:

@@ -3,14 +3,16 @@
 set dotenv-load := false
 
 compose := "docker compose"
+# Shell variables beat .env in compose: the offline demo points the worker at the stub.
+offline_env := "COINPAPRIKA_BASE_URL=http://stub:8900 COINGECKO_BASE_URL=http://stub:8900/api/v3 RSS_FEED_URLS=http://stub:8900/rss"
 
 # List the recipes
 default:
     @just --list
 
-# Start PostgreSQL, migrations, worker and API in containers (add `offline` for the stub upstream)
+# Start PostgreSQL, migrations, worker and API in containers (`just up offline`: stub upstreams)
 up *profile:
-    {{ compose }} {{ if profile == "offline" { "--profile offline" } else { "" } }} up -d --build
+    {{ if profile == "offline" { offline_env + " " + compose + " --profile offline" } else { compose } }} up -d --build
     @echo "API: http://localhost:8000/docs — logs: docker compose logs -f worker"
 
 # Stop the containers (data volume kept)

@@ -1,0 +1,120 @@
+"""The Litestar application: ``create_app(settings)``, and ``app`` for Granian.
+
+``granian --interface asgi cryptoetl.api.app:app`` imports this module and reads ``app``; the
+attribute is built on first access from the environment (:func:`load_settings`), so importing
+the module (tests, tooling) needs no configuration. Each Granian worker process builds its own
+app, engine and metrics registry.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.response import Redirect
+
+from cryptoetl.api import assets, data, health, metrics, runs, stats
+from cryptoetl.api.deps import Database, provide_db
+from cryptoetl.api.errors import exception_handlers
+from cryptoetl.api.metrics import Registry
+from cryptoetl.api.requestid import RequestContext
+from cryptoetl.config import ConfigError, Settings, load_settings
+from cryptoetl.logs import configure_logging
+
+DOCS_PATH = "/schema/swagger"
+
+
+@get("/docs", include_in_schema=False)
+async def docs() -> Redirect:
+    """Interactive documentation lives with the schema (``/schema/openapi.json``)."""
+    return Redirect(DOCS_PATH, status_code=307)
+
+
+def _provide_settings(state: State) -> Settings:
+    settings = state.settings
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def _provide_registry(state: State) -> Registry:
+    registry = state.registry
+    assert isinstance(registry, Registry)
+    return registry
+
+
+def create_app(settings: Settings) -> Litestar:
+    """Build the API for ``settings`` (reads ``API_DATABASE_URL``, falling back to
+    ``DATABASE_URL``). Connections are opened lazily, on the first request that needs one."""
+    db = Database(settings.require_api_database_url())
+    registry = Registry()
+
+    async def close_db() -> None:
+        await db.dispose()
+
+    app = Litestar(
+        route_handlers=[
+            data.list_data,
+            health.health,
+            stats.stats,
+            runs.list_runs,
+            runs.compare_runs,
+            assets.list_assets,
+            assets.get_asset,
+            metrics.metrics,
+            docs,
+        ],
+        state=State({"db": db, "settings": settings, "registry": registry}),
+        dependencies={
+            # use_cache: each is one object for the app's lifetime, resolved once.
+            "db": Provide(provide_db, sync_to_thread=False, use_cache=True),
+            "settings": Provide(_provide_settings, sync_to_thread=False, use_cache=True),
+            "registry": Provide(_provide_registry, sync_to_thread=False, use_cache=True),
+        },
+        exception_handlers=exception_handlers(),
+        on_shutdown=[close_db],
+        openapi_config=OpenAPIConfig(
+            title="cryptoetl API",
+            version="1.0.0",
+            description="Read-only access to normalized crypto market data and news.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"])],
+        ),
+        # Our JSON logging is configured by the process (see app_from_env); Litestar's own
+        # logging setup would add a second, differently formatted handler.
+        logging_config=None,
+        debug=False,
+    )
+    # Wrap the whole pipeline, routing included, so even a 404 gets an id, a log line and a
+    # metric (Litestar's middleware list only runs for matched routes).
+    app.asgi_handler = RequestContext(app.asgi_handler, registry)
+    return app
+
+
+def app_from_env() -> Litestar:
+    """The production app: settings and JSON logging from the environment."""
+    try:
+        settings = load_settings()
+        settings.require_api_database_url()
+    except ConfigError as exc:
+        print(f"cryptoetl api: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level, settings.secret_values())
+    return create_app(settings)
+
+
+_app: Litestar | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``app`` is built from the environment on first access (PEP 562), once per process."""
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = app_from_env()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,247 @@
+"""Error answers: parameter validation, 404, database unavailable, and the 500 of last resort.
+
+Every error body is :class:`~cryptoetl.api.schemas.ErrorBody` with the request id. Nothing from
+an exception's text reaches a client: database errors can carry host names, SQL or a URL, so
+bodies use fixed messages and the detail goes to the (secret-scrubbed) log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import sqlalchemy.exc
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from cryptoetl.api.schemas import ErrorBody, ParameterError
+
+log = logging.getLogger("cryptoetl.api")
+
+JSON = "application/json"
+
+# Errors that mean "the database cannot be reached or is going away", not "the query is wrong".
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable (ConnectionError is a subclass)
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 starting up...
+    asyncpg.exceptions.InvalidCatalogNameError,  # the database was dropped or renamed
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # the login role is gone
+    asyncpg.exceptions.InvalidPasswordError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection became free in time
+)
+
+
+class ApiError(Exception):
+    """An error with a fixed status, code and client-safe message."""
+
+    status_code = 500
+    error = "internal_error"
+
+    def __init__(self, message: str, detail: Sequence[ParameterError] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = list(detail)
+
+
+class InvalidParameters(ApiError):
+    status_code = 400
+    error = "invalid_parameters"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    error = "not_found"
+
+
+class DatabaseUnavailable(ApiError):
+    status_code = 503
+    error = "database_unavailable"
+
+    def __init__(self, message: str = "the database is unavailable; retry shortly") -> None:
+        super().__init__(message)
+
+
+class ParamErrors:
+    """Collects every bad parameter of a request so one 400 names them all."""
+
+    def __init__(self) -> None:
+        self.items: list[ParameterError] = []
+
+    def add(self, parameter: str, message: str) -> None:
+        self.items.append(ParameterError(parameter=parameter, message=message))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            names = ", ".join(dict.fromkeys(e.parameter for e in self.items))
+            raise InvalidParameters(f"invalid parameters: {names}", self.items)
+
+    def integer(self, name: str, raw: str | None, default: int, low: int, high: int) -> int:
+        """An integer in [low, high]; ``default`` when absent or empty."""
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.add(name, f"must be an integer, got {_show(raw)}")
+            return default
+        if value < low:
+            self.add(name, f"must be >= {low}")
+        elif value > high:
+            self.add(name, f"must be <= {high}")
+        return value
+
+    def choice(self, name: str, raw: str | None, allowed: Sequence[str]) -> str | None:
+        if raw is None or raw == "":
+            return None
+        if raw not in allowed:
+            self.add(name, f"must be one of {', '.join(allowed)}; got {_show(raw)}")
+            return None
+        return raw
+
+    def choices(self, name: str, raws: Iterable[str], allowed: Sequence[str]) -> tuple[str, ...]:
+        """A repeatable and/or comma-separated parameter: ``a&x=b`` and ``x=a,b`` both work."""
+        values = {v.strip() for raw in raws for v in raw.split(",") if v.strip()}
+        unknown = sorted(values - set(allowed))
+        if unknown:
+            shown = ", ".join(_show(v) for v in unknown)
+            self.add(name, f"unknown value(s) {shown}; allowed: {', '.join(allowed)}")
+        return tuple(sorted(values & set(allowed)))
+
+    def text(self, name: str, raw: str | None, max_length: int = 200) -> str | None:
+        if raw is None:
+            return None
+        value = raw.strip()
+        if len(value) > max_length:
+            self.add(name, f"must be at most {max_length} characters")
+            return None
+        return value or None
+
+    def timestamp(self, name: str, raw: str | None) -> datetime | None:
+        """ISO 8601; a value without offset is UTC. A ``+`` left unencoded in the query string
+        arrives as a space (``...T10:00:00 02:00``), which we read back as ``+``."""
+        if raw is None or raw.strip() == "":
+            return None
+        text = raw.strip()
+        if " " in text and text.rsplit(" ", 1)[1][:2].isdigit() and "T" in text:
+            head, tail = text.rsplit(" ", 1)
+            text = f"{head}+{tail}"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            self.add(name, f"must be an ISO 8601 date or timestamp, got {_show(raw)}")
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _show(raw: str) -> str:
+    """Echo a bad value safely: short, and as a JSON-ish quoted string."""
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    # SQLAlchemy marks errors after which the connection was thrown away.
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    rid = request.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else "-"
+
+
+def latency_ms(request: Request[Any, Any, Any]) -> float:
+    """Milliseconds since the request context middleware saw the request."""
+    started = request.scope.get("state", {}).get("request_started")
+    if not isinstance(started, float):
+        return 0.0
+    elapsed = (time.perf_counter() - started) * 1000
+    return math.floor(elapsed * 1000) / 1000
+
+
+def error_response(
+    request: Request[Any, Any, Any],
+    status: int,
+    error: str,
+    message: str,
+    detail: Sequence[ParameterError] = (),
+) -> Response[bytes]:
+    body = ErrorBody(
+        error=error, message=message, request_id=request_id_of(request), detail=list(detail)
+    )
+    return Response(_encoder.encode(body), status_code=status, media_type=JSON)
+
+
+def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    if isinstance(exc, DatabaseUnavailable):
+        cause = exc.__cause__
+        log.warning(
+            "database unavailable",
+            extra={
+                "event": "database_unavailable",
+                "request_id": request_id_of(request),
+                "path": request.url.path,
+                "error": type(cause).__name__ if cause else None,
+            },
+        )
+    return error_response(request, exc.status_code, exc.error, exc.message, exc.detail)
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """Litestar's own parsing errors (path parameters, unknown types) in our format."""
+    detail = [
+        ParameterError(parameter=str(item.get("key", "?")), message=str(item.get("message", "")))
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    return error_response(request, 400, "invalid_parameters", "invalid parameters", detail)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if isinstance(exc, NotFoundException):
+        return error_response(request, 404, "not_found", "no such resource")
+    code = exc.status_code
+    error = "method_not_allowed" if code == 405 else "http_error"
+    return error_response(request, code, error, exc.detail if code < 500 else "server error")
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if is_connection_error(exc):
+        return _api_error(request, DatabaseUnavailable())
+    # The traceback goes to the log (secrets scrubbed there), never into the body.
+    log.exception(
+        "unhandled error",
+        extra={
+            "event": "unhandled_error",
+            "request_id": request_id_of(request),
+            "path": request.url.path,
+        },
+    )
+    return error_response(request, 500, "internal_error", "internal server error")
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        ApiError: _api_error,
+        ValidationException: _validation,
+        HTTPException: _http,
+        Exception: _unexpected,
+    }

@@ -1,0 +1,92 @@
+"""Request context: ``X-Request-ID``, timing, the JSON access log line and request metrics.
+
+It wraps Litestar's whole request pipeline (routing and exception handling included) rather than
+sitting in Litestar's per-route middleware stack, because that stack only runs *after* routing:
+a 404 for an unknown path or a 405 would otherwise leave without a request id, a log line or a
+metric.
+
+The client's ``X-Request-ID`` is kept when it is a sane token (``[A-Za-z0-9._-]{1,128}``);
+anything else (absent, too long, odd characters that could forge log lines) is replaced by a
+new UUID4. The id is stored in ``scope["state"]`` for handlers (body metadata) and error
+handlers, and sent back on every response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from cryptoetl.api.metrics import Registry
+
+access_log = logging.getLogger("cryptoetl.api.access")
+
+HEADER = b"x-request-id"
+_VALID_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+
+
+def request_id_from(headers: Any) -> str:
+    """The client's id when valid, else a fresh UUID4."""
+    for name, value in headers:
+        if name == HEADER:
+            if _VALID_ID.fullmatch(value):
+                return str(value.decode("ascii"))
+            break
+    return str(uuid.uuid4())
+
+
+class RequestContext:
+    """ASGI wrapper around the app's request handler (see module docstring)."""
+
+    def __init__(self, app: ASGIApp, registry: Registry) -> None:
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:  # websockets (none yet); lifespan never comes here
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from(scope["headers"])
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["request_started"] = started
+        id_header = (HEADER, request_id.encode("ascii"))
+        status = 500  # what the client sees if the app dies before answering
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        self.registry.in_flight += 1
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.registry.in_flight -= 1
+            self._record(scope, request_id, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
+        # path_template is set by Litestar's router once a route matched.
+        route = scope.get("path_template") or "unmatched"
+        method = str(scope.get("method", "GET"))
+        self.registry.observe(method, route, status, seconds)
+        access_log.info(
+            "request",
+            extra={
+                "event": "http_request",
+                "method": method,
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+                "request_id": request_id,
+            },
+        )

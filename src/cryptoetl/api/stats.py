@@ -1,0 +1,115 @@
+"""``GET /stats``: checkpoints per source, the most recent runs, and a summary.
+
+Record counts come from ``record_counts`` (exact, no scan of ``records``); processed, rejected
+and drift totals are sums over ``runs`` (each run stores its own counts), so nothing here reads
+the large tables.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from cryptoetl.api.deps import Database
+from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RUN_COLUMNS, run_item
+from cryptoetl.api.schemas import (
+    CheckpointItem,
+    ErrorBody,
+    KindCounts,
+    Meta,
+    Stats,
+    StatsSummary,
+)
+
+_CHECKPOINTS = (
+    "SELECT source_type, status, cursor::text AS cursor, last_run_id, last_success_at, "
+    "last_failure_at, last_error, records_total, last_run_processed, updated_at "
+    "FROM checkpoints ORDER BY source_type"
+)
+_RECENT = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT $1::int"
+_COUNTS = "SELECT source_type, kind, sum(n)::bigint FROM record_counts GROUP BY source_type, kind"
+_TOTALS = """SELECT count(*), count(*) FILTER (WHERE status = 'failed'),
+    coalesce(sum(processed), 0)::bigint, coalesce(sum(inserted), 0)::bigint,
+    coalesce(sum(updated), 0)::bigint, coalesce(sum(rejected), 0)::bigint,
+    coalesce(sum(drift_events), 0)::bigint
+FROM runs"""
+
+
+def _checkpoint(row: Any) -> CheckpointItem:
+    return CheckpointItem(
+        source_type=row["source_type"],
+        status=row["status"],
+        cursor=msgspec.json.decode(row["cursor"]) if row["cursor"] else {},
+        last_run_id=str(row["last_run_id"]) if row["last_run_id"] else None,
+        last_success_at=row["last_success_at"],
+        last_failure_at=row["last_failure_at"],
+        last_error=row["last_error"],
+        records_total=row["records_total"],
+        last_run_processed=row["last_run_processed"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _by_source(rows: list[Any]) -> dict[str, KindCounts]:
+    result: dict[str, KindCounts] = {}
+    for source, kind, n in rows:
+        counts = result.setdefault(source, KindCounts())
+        setattr(counts, kind, getattr(counts, kind) + int(n))
+        counts.total += int(n)
+    return dict(sorted(result.items()))
+
+
+@get(
+    "/stats",
+    summary="ETL statistics: checkpoints, recent runs, totals",
+    description=__doc__,
+    responses={
+        400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
+        503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
+    },
+)
+async def stats(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[Database],
+    limit: Annotated[
+        str | None,
+        Parameter(
+            description=f"How many recent runs (1-{MAX_LIMIT})",
+            schema_extra={"type": "integer", "one_of": None, "minimum": 1, "maximum": MAX_LIMIT},
+        ),
+    ] = None,
+) -> Response[Stats]:
+    errors = ParamErrors()
+    n = errors.integer("limit", limit, DEFAULT_LIMIT, 1, MAX_LIMIT)
+    errors.raise_if_any()
+    async with db.connection() as conn:
+        checkpoints = [_checkpoint(r) for r in await conn.fetch(_CHECKPOINTS)]
+        recent = [run_item(r) for r in await conn.fetch(_RECENT, n)]
+        by_source = _by_source(list(await conn.fetch(_COUNTS)))
+        runs, failed, processed, inserted, updated, rejected, drift = await conn.fetchrow(_TOTALS)
+    summary = StatsSummary(
+        records_total=sum(c.total for c in by_source.values()),
+        records_by_source=by_source,
+        runs_total=runs,
+        runs_failed=failed,
+        processed_total=processed,
+        inserted_total=inserted,
+        updated_total=updated,
+        rejected_total=rejected,
+        drift_events_total=drift,
+        successful_sources=[c.source_type for c in checkpoints if c.status == "success"],
+        failed_sources=[c.source_type for c in checkpoints if c.status == "failed"],
+    )
+    body = Stats(
+        checkpoints=checkpoints,
+        recent_runs=recent,
+        summary=summary,
+        metadata=Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request)),
+    )
+    return Response(body, media_type=JSON)

@@ -116,9 +116,28 @@ class Worker:
     async def _loop(self, runner: SourceRunner, source: Source) -> None:
         name = source.source_type
         trigger = self._triggers[name]
+        unreachable = 0
         while not self.stop.is_set():
             trigger.clear()
-            outcome: RunOutcome = await runner.run(source)
+            try:
+                outcome: RunOutcome = await runner.run(source)
+            except (OSError, sa.exc.SQLAlchemyError) as exc:
+                # The database is down before the run could even be recorded: back off and try
+                # again, so the daemon recovers by itself when the database is back.
+                delay = DB_RETRY_S[min(unreachable, len(DB_RETRY_S) - 1)]
+                unreachable += 1
+                log.warning(
+                    "run could not start: database unreachable",
+                    extra={
+                        "event": "run_not_started",
+                        "source": name,
+                        "retry_in_s": delay,
+                        "error": type(exc).__name__,
+                    },
+                )
+                await self._wait_any(trigger, delay)
+                continue
+            unreachable = 0
             if self.stop.is_set():
                 return
             interval = self.settings.interval_for(name)

@@ -43,7 +43,8 @@ Symbols
 
 Values
     Thousands separators (``8,746.6``, ``1.234,5``; ``1,5`` is a decimal comma, and so is
-    every lone comma in ``;``-delimited files, where ``0,312`` means 0.312), K/M/B/T suffixes,
+    every lone comma in ``;``-delimited files, where ``0,312`` means 0.312; a lone dot is
+    always a decimal point, even there), K/M/B/T suffixes,
     ``%``, a leading ``$``, and placeholders (blank, ``-``, ``null``, ``NaN``, ...) -> None.
     A price of 0 or below is rejected ("non-positive price"): exports such as blockchain.info
     write 0 for days before any market existed, and a 0 in a price series would corrupt every
@@ -64,6 +65,15 @@ Timestamps (all become timezone-aware UTC; naive values are taken as UTC)
     unambiguous rows are read as they evidently are and ambiguous rows (both parts <= 12 and
     different) are rejected; never decidable -> month-first for ``/`` and day-first for ``-``
     and ``.`` (US vs European conventions). ``date_order`` in CSV_COLUMN_MAP overrides it.
+
+Records
+    ``source_id`` = ``SYMBOL:YYYY-MM-DDTHH:MM:SSZ`` (the file is not part of the identity, so
+    the same observation in two files, or a re-read file, upserts onto one row). Volume and
+    market cap are taken as given (no unit conversion); ``Volume BTC``-only files have none.
+    ``metadata``: open, high, low, file, line, plus symbol_raw/quote or symbol_from when the
+    symbol was derived. Two rows of one batch with the same source_id: the later line wins
+    (warning). Each batch holds up to ``batch_size`` rows of one file, with ONE RawPayload
+    (header, first_line, the cells as received) and ``processed`` = rows looked at.
 
 Checkpoint (``cursor = {"files": {abs_path: state}}``, see :class:`FileState`)
     Unchanged file (same device/inode, size and mtime, fully read) -> no batches at all.
@@ -100,7 +110,6 @@ from cryptoetl.sources.base import (
     JsonDict,
     MarketRecord,
     RawPayload,
-    Record,
     Reject,
     SourceError,
     SourceType,
@@ -124,44 +133,21 @@ _COIN_CACHE_SIZE: Final = 4096
 # Well-known coins (for names in currency columns and file names)
 # --------------------------------------------------------------------------------------------
 
+# Lower-case names and slugs (coinmarketcap/kaggle style) -> ticker.
+# fmt: off
 _COIN_NAMES: Final[dict[str, str]] = {
-    "bitcoin": "BTC",
-    "ethereum": "ETH",
-    "tether": "USDT",
-    "ripple": "XRP",
-    "binance-coin": "BNB",
-    "binancecoin": "BNB",
-    "bnb": "BNB",
-    "usd-coin": "USDC",
-    "solana": "SOL",
-    "cardano": "ADA",
-    "dogecoin": "DOGE",
-    "tron": "TRX",
-    "polkadot": "DOT",
-    "litecoin": "LTC",
-    "bitcoin-cash": "BCH",
-    "stellar": "XLM",
-    "eos": "EOS",
-    "monero": "XMR",
-    "ethereum-classic": "ETC",
-    "chainlink": "LINK",
-    "avalanche": "AVAX",
-    "polygon": "MATIC",
-    "matic-network": "MATIC",
-    "shiba-inu": "SHIB",
-    "cosmos": "ATOM",
-    "uniswap": "UNI",
-    "dai": "DAI",
-    "tezos": "XTZ",
-    "dash": "DASH",
-    "zcash": "ZEC",
-    "nem": "XEM",
-    "iota": "MIOTA",
-    "neo": "NEO",
-    "wrapped-bitcoin": "WBTC",
-    "toncoin": "TON",
-    "filecoin": "FIL",
+    "bitcoin": "BTC", "ethereum": "ETH", "tether": "USDT", "ripple": "XRP",
+    "binance-coin": "BNB", "binancecoin": "BNB", "bnb": "BNB", "usd-coin": "USDC",
+    "solana": "SOL", "cardano": "ADA", "dogecoin": "DOGE", "tron": "TRX", "polkadot": "DOT",
+    "litecoin": "LTC", "bitcoin-cash": "BCH", "stellar": "XLM", "eos": "EOS", "monero": "XMR",
+    "ethereum-classic": "ETC", "chainlink": "LINK", "avalanche": "AVAX", "polygon": "MATIC",
+    "matic-network": "MATIC", "shiba-inu": "SHIB", "cosmos": "ATOM", "uniswap": "UNI",
+    "dai": "DAI", "tezos": "XTZ", "dash": "DASH", "zcash": "ZEC", "nem": "XEM", "iota": "MIOTA",
+    "neo": "NEO", "wrapped-bitcoin": "WBTC", "toncoin": "TON", "filecoin": "FIL",
 }
+# fmt: on
+# Names too common as words to be trusted in a file name ("dash_export.csv").
+_WORDLIKE_NAMES: Final = frozenset({"dash", "neo", "nem", "iota", "dai"})
 # Tickers accepted in file names: only those that are not also English words or common
 # abbreviations ("link", "dot", "uni", "etc", "atom", "neo", "dash" would all misfire).
 # fmt: off
@@ -223,7 +209,7 @@ def symbol_from_filename(file_name: str) -> str | None:
             found.add(_COIN_NAMES[f"{low}-{tokens[i + 1].lower()}"])
             i += 2
             continue
-        if low in _COIN_NAMES and low.upper() not in ("DASH", "NEO", "NEM", "IOTA", "DAI"):
+        if low in _COIN_NAMES and low not in _WORDLIKE_NAMES:
             found.add(_COIN_NAMES[low])
         else:
             base, _ = _split_quote(low.upper())
@@ -935,8 +921,10 @@ def make_row_parser(
                 return f"no price in column {price_name!r} and no other value"
         elif price <= 0:
             return f"non-positive price in column {price_name!r}: {row[pi]!r}"
-        if (mcap is not None and mcap < 0) or (volume is not None and volume < 0):
-            return f"negative {'market cap' if mcap is not None and mcap < 0 else 'volume'}"
+        if mcap is not None and mcap < 0:
+            return f"negative market cap in column {header[mi]!r}: {row[mi]!r}"
+        if volume is not None and volume < 0:
+            return f"negative volume in column {header[vi]!r}: {row[vi]!r}"
         metadata: JsonDict = {
             "open": open_,
             "high": high,
@@ -1275,6 +1263,8 @@ class _FileReader:
         if prev is None:
             if head.startswith((b"\xff\xfe", b"\xfe\xff")):
                 raise SourceError(f"{self.path}: UTF-16 encoded; save the file as UTF-8")
+            if b"\r" in head and b"\n" not in head:
+                raise SourceError(f"{self.path}: CR-only line ends are not supported; use LF/CRLF")
             if self.limit == 0 or (b"\n" not in head and self.limit <= len(head)):
                 # Empty, or a header still being written: nothing to read yet.
                 state.eof = True
@@ -1371,7 +1361,7 @@ class _FileReader:
         path, header, batch_size = self.path, self.state.header or [], self.batch_size
         reader_next = reader.__next__
         rows: list[list[str]] = []
-        records: dict[str, Record] = {}
+        records: dict[str, MarketRecord] = {}  # by source_id: a repeat within a batch replaces
         rejects: list[Reject] = []
         first_line = 0
         end, lines = feed.pos, reader.line_num  # after the last handled row
@@ -1423,7 +1413,7 @@ class _FileReader:
     def _batch(
         self,
         rows: list[list[str]],
-        records: dict[str, Record],
+        records: dict[str, MarketRecord],
         rejects: list[Reject],
         first_line: int,
         offset: int,
@@ -1431,11 +1421,7 @@ class _FileReader:
     ) -> Batch:
         state = self.state
         state.offset, state.line = offset, line
-        newest: datetime | None = None
-        for record in records.values():
-            assert isinstance(record, MarketRecord)
-            if newest is None or record.source_timestamp > newest:
-                newest = record.source_timestamp
+        newest = max((r.source_timestamp for r in records.values()), default=None)
         if newest is not None and (self.max_ts is None or newest > self.max_ts):
             self.max_ts = newest
             iso = newest.isoformat().replace("+00:00", "Z")
@@ -1460,7 +1446,7 @@ class _FileReader:
         )
         return Batch(
             raw=raw,
-            records=list(records.values()),
+            records=[*records.values()],
             rejects=rejects,
             cursor=self.run.cursor(),
             processed=len(rows),

@@ -12,7 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptoetl.config import SOURCE_TYPES, ConfigError, Settings, load_settings_or_exit
@@ -62,19 +62,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings() -> Settings:
+def _settings(*required: Callable[[Settings], object]) -> Settings:
+    """Settings for a subcommand; a missing required value exits 2 with one line."""
     settings = load_settings_or_exit()
+    for requirement in required:
+        try:
+            requirement(settings)
+        except ConfigError as exc:
+            print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.secret_values())
     return settings
 
 
 def _worker(args: argparse.Namespace) -> int:
-    settings = _settings()
-    try:
-        settings.require_database_url()
-    except ConfigError as exc:
-        print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(Settings.require_database_url)
     from cryptoetl.pipeline.daemon import Worker, check_liveness
 
     if args.check:
@@ -95,12 +97,7 @@ def _api(args: argparse.Namespace) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
-    settings = _settings()
-    try:
-        settings.require_api_database_url()
-    except ConfigError as exc:
-        print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(Settings.require_api_database_url)
     Granian(
         "cryptoetl.api.app:app",
         address=args.host or settings.api_host,
@@ -115,20 +112,14 @@ def _api(args: argparse.Namespace) -> int:
 def _stub(args: argparse.Namespace) -> int:
     from cryptoetl.stub.server import serve
 
-    settings = _settings()
-    del settings  # only for logging configuration
+    _settings()  # for logging configuration
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.port, args.fixtures, host=args.host, faults=args.faults or None))
     return 0
 
 
 def _migrate(_: argparse.Namespace) -> int:
-    settings = load_settings_or_exit()
-    try:
-        settings.require_database_url()
-    except ConfigError as exc:
-        print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
-        return 2
+    _settings(Settings.require_database_url)
     ini = Path(__file__).resolve().parents[2] / "alembic.ini"
     command = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
     return subprocess.call(command, env=os.environ.copy())  # noqa: S603 (fixed argv)

@@ -55,19 +55,18 @@ def worker_env(db: TestDatabase, stub: StubHandle, csv_paths: str, **extra: str)
     return db.env(**{**settings, **extra})
 
 
-async def run_worker(env: dict[str, str], *args: str, timeout: float = 120) -> WorkerResult:
-    """`cryptoetl worker --once` as a real subprocess (the stub keeps serving in this loop)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cryptoetl",
-        "worker",
-        "--once",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+async def start_worker(
+    env: dict[str, str], *args: str, output: int = asyncio.subprocess.PIPE
+) -> asyncio.subprocess.Process:
+    """`cryptoetl worker ARGS` as a real subprocess (the stub keeps serving in this loop)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cryptoetl", "worker", *args, env=env, stdout=output, stderr=output
     )
+
+
+async def run_worker(env: dict[str, str], *args: str, timeout: float = 120) -> WorkerResult:
+    """One pass: `cryptoetl worker --once ARGS`, to completion."""
+    proc = await start_worker(env, "--once", *args)
     out, err = await asyncio.wait_for(proc.communicate(), timeout)
     return WorkerResult(proc.returncode or 0, out.decode(), err.decode())
 

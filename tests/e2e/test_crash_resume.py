@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from cryptoetl.stub.server import StubHandle
-from tests.e2e.conftest import query, run_worker, worker_env
+from tests.e2e.conftest import query, run_worker, start_worker, worker_env
 from tests.pg import TestDatabase, fresh_database
 
 ROWS = 60_000
@@ -48,16 +47,7 @@ def snapshot(db: TestDatabase) -> list[tuple[object, ...]]:
 
 async def _start_and_kill(env: dict[str, str], after_s: float) -> bool:
     """Start a full pass and SIGKILL it after `after_s`; True if it was still running."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cryptoetl",
-        "worker",
-        "--once",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await start_worker(env, "--once", output=asyncio.subprocess.DEVNULL)
     try:
         await asyncio.wait_for(proc.wait(), after_s)
         return False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import psycopg
 
 from cryptoetl.pipeline.runner import _LOCK_NAMESPACE, lock_key
 from cryptoetl.stub.server import StubHandle
-from tests.e2e.conftest import query, run_worker, worker_env
+from tests.e2e.conftest import query, run_worker, start_worker, worker_env
 from tests.pg import TestDatabase
 
 
@@ -34,15 +33,7 @@ async def test_daemon_runs_at_start_on_trigger_and_stops_on_sigterm(
         str(csv_dir),
         INTERVALS_S="csv=3600,coinpaprika=3600,coingecko=3600,rss=3600",
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cryptoetl",
-        "worker",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await start_worker(env)
     try:
 
         def finished_runs() -> int:
@@ -78,15 +69,7 @@ async def test_sigterm_during_a_load_closes_the_run_as_interrupted(
     big = tmp_path / "big.csv"
     write_large_csv(big, 60_000)
     env = worker_env(clean_db, stub, str(big), BATCH_SIZE="1000", ENABLED_SOURCES="csv")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cryptoetl",
-        "worker",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    proc = await start_worker(env, output=asyncio.subprocess.DEVNULL)
     await _wait_for(
         lambda: int(str(query(clean_db, "SELECT count(*) FROM records")[0][0])) > 0, timeout=30
     )

@@ -18,7 +18,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 
-from cryptoetl.api import assets, data, health, metrics, runs, stats
+from cryptoetl.api import assets, data, health, metrics, runs, stats, ui
 from cryptoetl.api.deps import Database, provide_db
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.metrics import Registry
@@ -67,6 +67,7 @@ def create_app(settings: Settings) -> Litestar:
             assets.get_asset,
             metrics.metrics,
             docs,
+            *ui.ROUTES,
         ],
         state=State({"db": db, "settings": settings, "registry": registry}),
         dependencies={

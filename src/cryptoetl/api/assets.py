@@ -42,22 +42,22 @@ MARKET_SOURCES = [s for s in SOURCE_TYPES if s != "rss"]
 _WHERE = """($1::text IS NULL OR a.symbol = upper($1::text))
     AND ($2::text IS NULL OR a.name ILIKE $2::text ESCAPE '\\' OR a.slug ILIKE $2::text ESCAPE '\\'
          OR a.symbol ILIKE $2::text ESCAPE '\\')"""
-_LIST = f"""SELECT a.id, a.slug, a.symbol, a.name,
+LIST_SQL = f"""SELECT a.id, a.slug, a.symbol, a.name,
     coalesce((SELECT sum(c.n) FROM record_counts c WHERE c.asset_id = a.id), 0)::bigint AS records
 FROM assets a WHERE {_WHERE}
 ORDER BY a.id LIMIT $3::int OFFSET $4::bigint"""
-_COUNT = f"SELECT count(*) FROM assets a WHERE {_WHERE}"
+COUNT_SQL = f"SELECT count(*) FROM assets a WHERE {_WHERE}"
 
-_FIND = (
+FIND_SQL = (
     "SELECT id, slug, symbol, name FROM assets "
     "WHERE id = $1::bigint OR ($1::bigint IS NULL AND slug = lower($2::text))"
 )
-_MAPPINGS = (
+MAPPINGS_SQL = (
     "SELECT source_type, source_id, symbol, name, match_method, confidence::float8 "
     "FROM asset_mappings WHERE asset_id = $1::bigint ORDER BY source_type, source_id"
 )
 # One index probe per source on (asset_id, source_timestamp DESC, id DESC).
-_PRICES = """SELECT s.source_type, r.source_id, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
+PRICES_SQL = """SELECT s.source_type, r.source_id, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
     r.change_24h_pct, r.rank, r.source_timestamp
 FROM unnest($2::text[]) AS s(source_type)
 CROSS JOIN LATERAL (
@@ -66,7 +66,7 @@ CROSS JOIN LATERAL (
     ORDER BY r.source_timestamp DESC, r.id DESC LIMIT 1
 ) r
 ORDER BY s.source_type"""
-_NEWS = """SELECT id, source_type, source_id, title, url, author, category, source_timestamp
+NEWS_SQL = """SELECT id, source_type, source_id, title, url, author, category, source_timestamp
 FROM records
 WHERE mentioned_asset_ids @> ARRAY[$1::bigint] AND kind = 'news'
 ORDER BY source_timestamp DESC, id DESC LIMIT $2::int"""
@@ -129,8 +129,8 @@ async def list_assets(
     errors.raise_if_any()
     pattern = like_pattern(text) if text else None
     async with db.connection() as conn:
-        total = await conn.fetchval(_COUNT, sym, pattern)
-        rows = await conn.fetch(_LIST, sym, pattern, size, (page_n - 1) * size)
+        total = await conn.fetchval(COUNT_SQL, sym, pattern)
+        rows = await conn.fetch(LIST_SQL, sym, pattern, size, (page_n - 1) * size)
     body = AssetList(
         data=[
             AssetListItem(id=r[0], slug=r[1], symbol=r[2], name=r[3], records=r[4]) for r in rows
@@ -167,14 +167,14 @@ async def get_asset(
     db: NamedDependency[Database],
     asset_id: Annotated[str, Parameter(description="Asset id or slug")],
 ) -> Response[AssetDetail]:
-    numeric = int(asset_id) if asset_id.isdigit() and len(asset_id) <= 18 else None
+    numeric = numeric_id(asset_id)
     async with db.connection() as conn:
-        found = await conn.fetchrow(_FIND, numeric, asset_id)
+        found = await conn.fetchrow(FIND_SQL, numeric, asset_id)
         if found is None:
             raise NotFound(f"no asset with id or slug {asset_id[:100]!r}")
-        mappings = await conn.fetch(_MAPPINGS, found["id"])
-        prices = await conn.fetch(_PRICES, found["id"], MARKET_SOURCES)
-        news = await conn.fetch(_NEWS, found["id"], NEWS_LIMIT)
+        mappings = await conn.fetch(MAPPINGS_SQL, found["id"])
+        prices = await conn.fetch(PRICES_SQL, found["id"], MARKET_SOURCES)
+        news = await conn.fetch(NEWS_SQL, found["id"], NEWS_LIMIT)
     latest = [SourcePrice(**dict(r)) for r in prices]
     body = AssetDetail(
         asset=AssetRef(**dict(found)),
@@ -195,3 +195,14 @@ async def get_asset(
         metadata=Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request)),
     )
     return Response(body, media_type=JSON)
+
+
+def numeric_id(asset_ref: str) -> int | None:
+    """The id an ``{id or slug}`` path segment names, if it is one.
+
+    ``isascii``: ``str.isdigit`` also accepts digits ``int`` rejects ("²") or reads as another
+    number ("१" is 1), which would be a 500 or the wrong asset.
+    """
+    if asset_ref.isascii() and asset_ref.isdigit() and len(asset_ref) <= 18:
+        return int(asset_ref)
+    return None

@@ -104,7 +104,7 @@ async def test_single_source_asset_has_no_spread(client: Client, api_data: ApiDa
     assert tether["recent_news"] == []
 
 
-@pytest.mark.parametrize("asset", ["no-such-coin", "999999", SQLI.replace("/", "")])
+@pytest.mark.parametrize("asset", ["no-such-coin", "999999", "²", "१", SQLI.replace("/", "")])
 async def test_unknown_asset_is_404(client: Client, api_data: ApiData, asset: str) -> None:
     response = await client.get(f"/assets/{asset}")
     assert response.status_code == 404

@@ -35,9 +35,9 @@ migrate:
 test *args:
     uv run pytest {{ args }}
 
-# Run the benchmarks (API and ingest) and print their tables
-bench:
-    uv run python bench/api_bench.py
+# Run the benchmarks (API and ingest, with dlt for comparison) and print their tables
+bench *args:
+    uv run --group bench python bench/run_all.py {{ args }}
 
 # Run everything on this machine without Docker: embedded PostgreSQL, stub upstream, worker, API
 dev:

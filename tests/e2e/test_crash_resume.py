@@ -15,7 +15,7 @@ from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, start_worker, worker_env
 from tests.pg import TestDatabase, fresh_database
 
-ROWS = 60_000
+ROWS = 150_000
 SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "ADA", "DOGE")
 
 pytestmark = pytest.mark.slow

@@ -167,9 +167,8 @@ async def get_asset(
     db: NamedDependency[Database],
     asset_id: Annotated[str, Parameter(description="Asset id or slug")],
 ) -> Response[AssetDetail]:
-    numeric = numeric_id(asset_id)
     async with db.connection() as conn:
-        found = await conn.fetchrow(FIND_SQL, numeric, asset_id)
+        found = await find_asset(conn, asset_id)
         if found is None:
             raise NotFound(f"no asset with id or slug {asset_id[:100]!r}")
         mappings = await conn.fetch(MAPPINGS_SQL, found["id"])
@@ -206,3 +205,10 @@ def numeric_id(asset_ref: str) -> int | None:
     if asset_ref.isascii() and asset_ref.isdigit() and len(asset_ref) <= 18:
         return int(asset_ref)
     return None
+
+
+async def find_asset(conn: Any, asset_ref: str) -> Any:
+    """The asset row an ``{id or slug}`` path segment names, or None."""
+    if "\x00" in asset_ref:
+        return None  # no slug holds NUL (PostgreSQL text cannot): unknown, no query needed
+    return await conn.fetchrow(FIND_SQL, numeric_id(asset_ref), asset_ref)

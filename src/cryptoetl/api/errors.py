@@ -127,6 +127,10 @@ class ParamErrors:
         if len(value) > max_length:
             self.add(name, f"must be at most {max_length} characters")
             return None
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL: say so instead of failing in the driver.
+            self.add(name, "must not contain NUL characters")
+            return None
         return value or None
 
     def timestamp(self, name: str, raw: str | None) -> datetime | None:
@@ -143,7 +147,12 @@ class ParamErrors:
         except ValueError:
             self.add(name, f"must be an ISO 8601 date or timestamp, got {_show(raw)}")
             return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC.
+            self.add(name, f"is outside the supported range of dates, got {_show(raw)}")
+            return None
 
 
 def _show(raw: str) -> str:

@@ -480,14 +480,13 @@ async def asset_detail(
 ) -> Response[str]:
     """One asset: identity, mappings, price chart, spread, news (HTML)."""
     now = datetime.now(UTC)
-    numeric = assets_api.numeric_id(asset_id)
     try:
         errors = ParamErrors()
         window = errors.integer("days", days, 0, 1, MAX_DAYS) or None
         errors.raise_if_any()
         since = now - timedelta(days=window) if window else None
         async with db.connection() as conn:
-            found = await conn.fetchrow(assets_api.FIND_SQL, numeric, asset_id)
+            found = await assets_api.find_asset(conn, asset_id)
             if found is None:
                 raise NotFound(f"no asset with id or slug {asset_id[:100]!r}")
             key = found["id"]

@@ -29,12 +29,11 @@ def corpus_dir() -> Path:
 
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
 
-import psycopg  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
 from cryptoetl.config import DatabaseUrl  # noqa: E402
 from cryptoetl.db.engine import make_engine  # noqa: E402
-from tests.pg import TestDatabase, fresh_database, server_url  # noqa: E402
+from tests.pg import TestDatabase, fresh_database, server_url, truncate_all  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -61,13 +60,5 @@ async def engine(database: TestDatabase) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def clean_db(database: TestDatabase) -> TestDatabase:
     """Isolation: every test that writes starts from empty tables."""
-    with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'"
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    truncate_all(database)
     return database

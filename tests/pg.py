@@ -138,3 +138,16 @@ def fresh_database(server: str, *, migrated: bool = True) -> Iterator[TestDataba
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             for role in (db.reader_login, db.reader_role, db.writer_role):
                 conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def truncate_all(db: TestDatabase) -> None:
+    """Empty every table but Alembic's (isolation between tests)."""
+    with psycopg.connect(db.admin_url, autocommit=True) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename <> 'alembic_version'"
+            )
+        ]
+        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")

@@ -95,19 +95,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def truncate_all(db: TestDatabase) -> None:
-    """What `clean_db` does, for fixtures of a wider scope."""
-    with psycopg.connect(db.admin_url, autocommit=True) as conn:
-        tables = [
-            row[0]
-            for row in conn.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                "AND tablename <> 'alembic_version'"
-            )
-        ]
-        conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-
-
 def via(url: str, port: int, host: str = "127.0.0.1") -> str:
     """The same database URL, through another host and port (e.g. a proxy)."""
     parts = urlsplit(url)

@@ -28,11 +28,10 @@ from tests.e2e.conftest import (
     query,
     run_worker,
     running_api,
-    truncate_all,
     worker_env,
 )
 from tests.e2e.test_crash_resume import write_large_csv
-from tests.pg import TestDatabase
+from tests.pg import TestDatabase, truncate_all
 
 MAX_EXAMPLES = 30
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from cryptoetl.stub.server import StubHandle, running_stub
-from tests.e2e.conftest import query, run_worker, truncate_all, worker_env
+from tests.e2e.conftest import query, run_worker, worker_env
 from tests.e2e.test_crash_resume import _start_and_kill, snapshot, write_large_csv
-from tests.pg import TestDatabase, fresh_database
+from tests.pg import TestDatabase, fresh_database, truncate_all
 
 pytestmark = pytest.mark.slow
 
@@ -116,7 +116,7 @@ async def test_random_sigkills_then_resume_equal_a_clean_run(
                 env = _env(db, stub, big)
                 partial_at_last_kill = False
                 for _ in range(KILLS_PER_SEED):
-                    killed = await _start_and_kill(env, rng.uniform(0.8, 2.2))
+                    killed = await _start_and_kill(db, env, rng.uniform(0.0, 1.5))
                     stored = int(str(query(db, "SELECT count(*) FROM records")[0][0]))
                     partial_at_last_kill = killed and stored < len(expected["records"])
                     mid_load_kills += partial_at_last_kill

@@ -4,8 +4,10 @@ equals a clean run's, row for row (nothing lost, nothing duplicated)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,16 +47,28 @@ def snapshot(db: TestDatabase) -> list[tuple[object, ...]]:
     )
 
 
-async def _start_and_kill(env: dict[str, str], after_s: float) -> bool:
-    """Start a full pass and SIGKILL it after `after_s`; True if it was still running."""
+def _csv_rows(db: TestDatabase) -> int:
+    return int(str(query(db, "SELECT count(*) FROM records WHERE source_type = 'csv'")[0][0]))
+
+
+async def _start_and_kill(db: TestDatabase, env: dict[str, str], extra_s: float) -> bool:
+    """Start a full pass, wait until it commits new CSV rows, then SIGKILL it `extra_s` later.
+
+    Waiting for progress (instead of a fixed delay) keeps the kill inside the load however slow
+    the machine is. True when the worker was still running when killed.
+    """
+    before = _csv_rows(db)
     proc = await start_worker(env, "--once", output=asyncio.subprocess.DEVNULL)
-    try:
-        await asyncio.wait_for(proc.wait(), after_s)
+    deadline = time.monotonic() + 60
+    while proc.returncode is None and _csv_rows(db) == before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(proc.wait(), extra_s)
+    if proc.returncode is not None:
         return False
-    except TimeoutError:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-        return True
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    return True
 
 
 async def test_sigkill_at_several_points_then_resume_equals_clean_run(
@@ -67,9 +81,10 @@ async def test_sigkill_at_several_points_then_resume_equals_clean_run(
     rng = random.Random(20261129)
     killed_mid_load = 0
     for _ in range(3):
-        killed = await _start_and_kill(env, rng.uniform(1.0, 2.0))
-        loaded = query(clean_db, "SELECT count(*) FROM records WHERE source_type = 'csv'")[0][0]
-        if killed and loaded < ROWS:
+        if (
+            await _start_and_kill(clean_db, env, rng.uniform(0.0, 1.0))
+            and _csv_rows(clean_db) < ROWS
+        ):
             killed_mid_load += 1
     assert killed_mid_load >= 2, "the load finished before the worker was killed; make it larger"
 

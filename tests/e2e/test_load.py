@@ -19,9 +19,9 @@ import pytest
 from bench.api_bench import HttpClient
 
 from cryptoetl.stub.server import running_stub
-from tests.e2e.conftest import ApiServer, run_worker, running_api, truncate_all, worker_env
+from tests.e2e.conftest import ApiServer, run_worker, running_api, worker_env
 from tests.e2e.test_crash_resume import write_large_csv
-from tests.pg import TestDatabase
+from tests.pg import TestDatabase, truncate_all
 
 LOAD_SECONDS = float(os.environ.get("CRYPTOETL_LOAD_SECONDS", "15"))
 CONNECTIONS = 64

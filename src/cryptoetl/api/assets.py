@@ -9,6 +9,7 @@ mention the asset (``mentioned_asset_ids @> ARRAY[id]``, served by the GIN index
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -177,17 +178,7 @@ async def get_asset(
     latest = [SourcePrice(**dict(r)) for r in prices]
     body = AssetDetail(
         asset=AssetRef(**dict(found)),
-        mappings=[
-            AssetMapping(
-                source_type=m[0],
-                source_id=m[1],
-                symbol=m[2],
-                name=m[3],
-                method=m[4],
-                confidence=m[5],
-            )
-            for m in mappings
-        ],
+        mappings=mapping_items(mappings),
         prices=latest,
         price_spread_pct=spread_pct(latest),
         recent_news=[NewsItem(**dict(n)) for n in news],
@@ -212,3 +203,13 @@ async def find_asset(conn: Any, asset_ref: str) -> Any:
     if "\x00" in asset_ref:
         return None  # no slug holds NUL (PostgreSQL text cannot): unknown, no query needed
     return await conn.fetchrow(FIND_SQL, numeric_id(asset_ref), asset_ref)
+
+
+def mapping_items(rows: Sequence[Any]) -> list[AssetMapping]:
+    """Rows of MAPPINGS_SQL as API objects (shared by the JSON and the HTML page)."""
+    return [
+        AssetMapping(
+            source_type=m[0], source_id=m[1], symbol=m[2], name=m[3], method=m[4], confidence=m[5]
+        )
+        for m in rows
+    ]

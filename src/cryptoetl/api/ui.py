@@ -48,7 +48,6 @@ from cryptoetl.api.errors import ApiError, DatabaseUnavailable, NotFound, ParamE
 from cryptoetl.api.runs import BASELINE_RUNS, RUN_COLUMNS, anomalies, run_item
 from cryptoetl.api.schemas import (
     AssetListItem,
-    AssetMapping,
     AssetRef,
     NewsItem,
     RunItem,
@@ -515,17 +514,7 @@ async def asset_detail(
     view = AssetPage(
         now=now,
         asset=AssetRef(**dict(found)),
-        mappings=[
-            AssetMapping(
-                source_type=m[0],
-                source_id=m[1],
-                symbol=m[2],
-                name=m[3],
-                method=m[4],
-                confidence=m[5],
-            )
-            for m in mappings
-        ],
+        mappings=assets_api.mapping_items(mappings),
         prices=prices,
         spread_pct=assets_api.spread_pct(prices),
         news=[NewsItem(**dict(n)) for n in news],

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from cryptoetl.api.ui_render import fmt_pct
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.pg import REPO_ROOT, TestDatabase
@@ -189,7 +190,8 @@ async def _check_asset(page: Any, base: str, db: TestDatabase, api: httpx.AsyncC
         assert float(await page.locator(f"#price-{source}").get_attribute("data-value")) == price
     spread = float(await page.locator("#spread").get_attribute("data-value"))
     assert spread == pytest.approx(detail["price_spread_pct"])
-    assert f"{detail['price_spread_pct']:.2f}%" in await page.locator("#spread").inner_text()
+    shown = fmt_pct(detail["price_spread_pct"])
+    assert shown in await page.locator("#spread").inner_text()
 
     chart = page.locator("svg.price-chart")
     box = await chart.bounding_box()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Annotated, Any
 
 from litestar import Request, Response, get
@@ -150,8 +151,22 @@ async def list_assets(
     return Response(body, media_type=JSON)
 
 
+# "Now" for the spread: prices observed within this window of the newest one. A CSV history that
+# ended years ago is still listed, but comparing it with today's snapshot is no spread at all.
+SPREAD_WINDOW = timedelta(hours=24)
+
+
 def spread_pct(prices: list[SourcePrice]) -> float | None:
-    values = [p.price_usd for p in prices if p.price_usd is not None and p.price_usd > 0]
+    """(max - min) / min * 100 over the sources' latest prices that are current (see above)."""
+    priced = [p for p in prices if p.price_usd is not None and p.price_usd > 0]
+    if not priced:
+        return None
+    newest = max(p.source_timestamp for p in priced)
+    values = [
+        p.price_usd
+        for p in priced
+        if p.price_usd is not None and newest - p.source_timestamp <= SPREAD_WINDOW
+    ]
     if len(values) < 2:
         return None
     return round((max(values) - min(values)) / min(values) * 100, 6)

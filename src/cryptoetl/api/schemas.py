@@ -311,6 +311,8 @@ class AssetDetail(msgspec.Struct, kw_only=True):
     asset: AssetRef
     mappings: list[AssetMapping]
     prices: list[SourcePrice]
-    price_spread_pct: float | None  # (max - min) / min * 100 over the latest price per source
+    # (max - min) / min * 100 over the latest price per source, among those observed within
+    # 24 h of the newest (older ones are listed in `prices` but are not "now")
+    price_spread_pct: float | None
     recent_news: list[NewsItem]
     metadata: Meta

@@ -871,7 +871,8 @@ def asset_page(view: AssetPage) -> str:
         "history (raw tables, the newest versions) plus the latest snapshot.</p>"
         f"<h2>Latest price per source</h2>{_price_table(view)}"
         '<p class="muted small">Spread = (max &minus; min) / min &times; 100 over these latest '
-        "prices (same as <span class='mono'>price_spread_pct</span> in the JSON).</p>"
+        "prices that were observed within 24 h of the newest one (same as "
+        "<span class='mono'>price_spread_pct</span> in the JSON).</p>"
         f"<h2>Mapping per source</h2>{_mapping_table(view)}"
         f"<h2>Latest news mentioning {esc(a.symbol)}</h2>{_news_list(view)}"
     )

@@ -111,3 +111,34 @@ async def test_unknown_asset_is_404(client: Client, api_data: ApiData, asset: st
     payload = body(response)
     assert payload["error"] == "not_found"
     assert payload["request_id"] == response.headers["x-request-id"]
+
+
+def test_spread_compares_only_current_prices() -> None:
+    """A CSV history that ended long ago is listed but not compared with today's snapshots."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptoetl.api.assets import spread_pct
+    from cryptoetl.api.schemas import SourcePrice
+
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+    def price(source: str, value: float, age: timedelta) -> SourcePrice:
+        return SourcePrice(
+            source_type=source,
+            source_id=source,
+            price_usd=value,
+            market_cap_usd=None,
+            volume_24h_usd=None,
+            change_24h_pct=None,
+            rank=None,
+            source_timestamp=now - age,
+        )
+
+    current = [
+        price("coingecko", 100.0, timedelta(0)),
+        price("coinpaprika", 101.0, timedelta(hours=1)),
+    ]
+    stale_csv = price("csv", 40.0, timedelta(days=500))
+    assert spread_pct([*current, stale_csv]) == pytest.approx(1.0)
+    assert spread_pct([current[0], stale_csv]) is None
+    assert spread_pct([]) is None

@@ -62,14 +62,19 @@ def with_database(url: str, database: str, user: str | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, f"/{database}", parts.query, ""))
 
 
-def create_database(admin_url: str) -> str:
+def create_database(admin_url: str, name: str = BENCH_DB) -> str:
+    """(Re)create database `name`, migrated to head; its URL. Shared by the benchmarks."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    url = with_database(admin_url, BENCH_DB)
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(admin_url, name)
     env = {**os.environ, "DATABASE_URL": url}
     subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=REPO_ROOT, env=env, check=True
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
     )
     return url
 

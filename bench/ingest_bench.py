@@ -45,6 +45,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from api_bench import create_database  # bench/ is this script's folder: its sibling
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -135,24 +136,8 @@ def dataset(workdir: Path, rows: int) -> Path:
 # --- database ----------------------------------------------------------------------------------
 
 
-def with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, ""))
-
-
 def fresh_database(admin_url: str) -> str:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    url = with_database(admin_url, BENCH_DB)
-    env = {**os.environ, "DATABASE_URL": url}
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=REPO_ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    url = create_database(admin_url, BENCH_DB)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "CREATE TABLE bench_bare (timestamp timestamptz, symbol text, open float8, "

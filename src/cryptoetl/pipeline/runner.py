@@ -158,10 +158,8 @@ class SourceRunner:
         name = source.source_type
         lock_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         async with lock_engine.connect() as lock_conn:
-            key = (_LOCK_NAMESPACE, lock_key(name))
-            got = await lock_conn.scalar(
-                sa.text("SELECT pg_try_advisory_lock(:a, :b)"), dict(zip("ab", key, strict=True))
-            )
+            key = {"a": _LOCK_NAMESPACE, "b": lock_key(name)}
+            got = await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:a, :b)"), key)
             if not got:
                 log.info(
                     "source locked by another worker, skipped",
@@ -172,10 +170,7 @@ class SourceRunner:
                 return await self._run_locked(source)
             finally:
                 with contextlib.suppress(Exception):
-                    await lock_conn.execute(
-                        sa.text("SELECT pg_advisory_unlock(:a, :b)"),
-                        dict(zip("ab", key, strict=True)),
-                    )
+                    await lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), key)
 
     async def _run_locked(self, source: Source) -> RunOutcome:
         name = source.source_type

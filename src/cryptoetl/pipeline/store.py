@@ -15,7 +15,6 @@ to ``assets``, the count triggers): a 1M-row CSV load is bound by it.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptoetl.db.tables import RAW_TABLES, checkpoints, drift_events, rejected_records, runs
-from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.assets import AssetResolver, mapping_key
 from cryptoetl.sources.base import (
     Batch,
     DriftEvent,
@@ -39,12 +38,11 @@ from cryptoetl.sources.base import (
     Record,
     Reject,
     SourceType,
+    canonical_json,
     content_hash,
 )
 
 _json = msgspec.json.Encoder()
-# The canonical encoding of :func:`cryptoetl.sources.base.content_hash` (same bytes, same hash).
-_canonical = msgspec.json.Encoder(order="sorted")
 
 # Staging: every column the upsert writes except the per-batch constants (run id, kind), which
 # are statement parameters. Market rows, the bulk, are COPY'd with MARKET_COLUMNS only (news
@@ -80,27 +78,7 @@ NEWS_COLUMNS = (
     "metadata",
 )
 # Columns of `records` written by the upsert, taken from staging (kind and run_id are not).
-STAGED_COLUMNS = (
-    "source_type",
-    "source_id",
-    "asset_id",
-    "symbol",
-    "price_usd",
-    "market_cap_usd",
-    "volume_24h_usd",
-    "change_24h_pct",
-    "rank",
-    "title",
-    "summary",
-    "url",
-    "author",
-    "category",
-    "tags",
-    "mentioned_asset_ids",
-    "source_timestamp",
-    "content_hash",
-    "metadata",
-)
+STAGED_COLUMNS = tuple(dict.fromkeys((*MARKET_COLUMNS, *NEWS_COLUMNS)))
 RECORD_COLUMNS = ("kind", *STAGED_COLUMNS, "run_id")
 _STAGING_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS records_staging (
@@ -206,13 +184,11 @@ async def store_raw(
     keys: list[str] = []
     hashes: list[bytes] = []
     payloads: list[str] = []
-    encode, sha256 = _canonical.encode, hashlib.sha256
     for item in raw:
-        # Encoded once, canonically (sorted keys): those bytes give the content hash (the value
-        # of content_hash(payload)) and are what PostgreSQL parses into jsonb.
-        encoded = encode(item.payload)
+        # One canonical encoding gives the content hash and the text PostgreSQL parses as jsonb.
+        encoded, digest = canonical_json(item.payload)
         keys.append(item.source_key)
-        hashes.append(sha256(encoded).digest())
+        hashes.append(digest)
         payloads.append(encoded.decode())
     driver = driver or await _driver(conn)
     await _prefer_lz4(driver)
@@ -224,12 +200,12 @@ def _market_rows(
     records: Sequence[MarketRecord], asset_ids: dict[tuple[str, str], int]
 ) -> list[tuple[Any, ...]]:
     """COPY rows in MARKET_COLUMNS order (the hot loop of a large load: locals only)."""
-    encode, metadata_json, sha256 = _canonical.encode, _json.encode, hashlib.sha256
+    metadata_json = _json.encode
     return [
         (
             r.source_type,
             r.source_id,
-            asset_ids[(r.source_type, r.coin_id or r.symbol.upper())],  # by mapping_key(r)
+            asset_ids[(r.source_type, mapping_key(r))],
             r.symbol,
             r.price_usd,
             r.market_cap_usd,
@@ -238,7 +214,7 @@ def _market_rows(
             r.rank,
             r.name,
             r.source_timestamp,
-            sha256(encode(r)).digest(),  # content_hash(r), one encoding
+            content_hash(r),
             metadata_json(r.metadata).decode(),
         )
         for r in records

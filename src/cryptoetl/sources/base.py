@@ -20,9 +20,18 @@ JsonDict = dict[str, Any]
 _json_encoder = msgspec.json.Encoder(order="sorted")
 
 
+def canonical_json(value: Any) -> tuple[bytes, bytes]:
+    """The canonical (key-sorted) JSON encoding of ``value`` and its SHA-256 (the content hash).
+
+    For callers that store the JSON too: one encoding serves both.
+    """
+    encoded = _json_encoder.encode(value)
+    return encoded, hashlib.sha256(encoded).digest()
+
+
 def content_hash(value: Any) -> bytes:
     """SHA-256 of the canonical (key-sorted) JSON encoding of ``value``."""
-    return hashlib.sha256(_json_encoder.encode(value)).digest()
+    return canonical_json(value)[1]
 
 
 class MarketRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -41,7 +41,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import psycopg
 
 from cryptoetl.api import data as api_data
-from cryptoetl.pipeline.assets import load_seed, normalize_name
+from cryptoetl.coins import known_coins
+from cryptoetl.pipeline.assets import normalize_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "cryptoetl_bench_api"
@@ -151,7 +152,7 @@ FROM gen"""
 def load(url: str, rows: int) -> None:
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        seed = [(s.slug, s.symbol, s.name, normalize_name(s.name)) for s in load_seed()]
+        seed = [(s.slug, s.symbol, s.name, normalize_name(s.name)) for s in known_coins()]
         with conn.cursor() as cur:
             cur.executemany(SEED_ASSETS, seed)
         conn.execute(EXTRA_ASSETS)

@@ -3,16 +3,16 @@
 Resolution order for a market record (first hit wins, recorded in ``asset_mappings``):
 
 1. an existing mapping for (source_type, source id) — a coin keeps its asset forever;
-2. the shipped seed map (``seed_assets.json``): CoinGecko id, CoinPaprika id, or — for CSV rows,
-   which carry nothing but a ticker — the seed's symbol (method ``seed``, confidence 1.0 for ids,
-   0.9 for a CSV symbol);
+2. the well-known coins (``cryptoetl/coins.json``, see :mod:`cryptoetl.coins`): CoinGecko id,
+   CoinPaprika id, or — for CSV rows, which carry nothing but a ticker — the coin's symbol
+   (method ``seed``, confidence 1.0 for ids, 0.9 for a CSV symbol);
 3. exact symbol plus normalized name of an existing asset (method ``symbol_name``, 0.8);
 4. otherwise a new asset (method ``new``, 1.0).
 
 A symbol alone never merges two assets: many coins share a ticker, so a non-seed symbol match
 without the same name creates a separate asset.
 
-News mentions use each seed's ``news_terms``: case-sensitive whole words in the headline
+News mentions use each known coin's ``news_terms``: case-sensitive whole words in the headline
 (``ETH`` matches, ``eth`` in a URL slug does not), so common words never tag a coin.
 """
 
@@ -22,24 +22,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptoetl.coins import known_coins
 from cryptoetl.db.tables import asset_mappings, assets
 from cryptoetl.sources.base import MarketRecord
-
-
-class SeedAsset(msgspec.Struct, frozen=True):
-    slug: str
-    symbol: str
-    name: str
-    coingecko: str
-    coinpaprika: str
-    news_terms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,11 +37,6 @@ class Match:
     asset_id: int
     method: str
     confidence: float
-
-
-def load_seed() -> tuple[SeedAsset, ...]:
-    data = resources.files("cryptoetl.pipeline").joinpath("seed_assets.json").read_bytes()
-    return msgspec.json.decode(data, type=tuple[SeedAsset, ...])
 
 
 def normalize_name(name: str) -> str:
@@ -69,7 +54,7 @@ class AssetResolver:
     """Resolves records to asset ids inside the caller's transaction, caching what it learns."""
 
     def __init__(self) -> None:
-        self.seed = load_seed()
+        self.seed = known_coins()
         self._seed_by_source = {
             "coingecko": {s.coingecko: s for s in self.seed},
             "coinpaprika": {s.coinpaprika: s for s in self.seed},

@@ -34,25 +34,62 @@ def content_hash(value: Any) -> bytes:
     return canonical_json(value)[1]
 
 
-class MarketRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One market observation, normalized to USD.
+# Interval of a series whose observations are point-in-time snapshots (an API's current price,
+# updated whenever upstream's `last_updated` moves), as opposed to candles ("1h", "1d", ...).
+SNAPSHOT = "snapshot"
+USD = "USD"
 
-    ``source_id`` is the record's identity within its source: the coin id for API snapshots
-    (one row per coin, updated in place) and ``SYMBOL:ISO-timestamp`` for CSV observations.
+
+class MarketRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One observation of one market series, in the units the source gave.
+
+    A **series** is (source_type, venue, base, quote, interval): ``venue`` is the exchange or
+    aggregator that made the price (``binance``, ``coingecko``, ``file:btc_daily`` when a CSV
+    file cannot tell), the base is ``coin_id`` when the source has its own coin ids (APIs) and
+    ``symbol`` otherwise, ``quote`` the currency prices are in (``USD``, ``USDT``, ``BTC``,
+    ``EUR``), ``interval`` the candle length (``1h``, ``1d``) or :data:`SNAPSHOT`. ``None``
+    means *unknown* (the file did not say and nothing was guessed). An observation's identity
+    is its series and ``source_timestamp`` (a candle's open time).
+
+    Units: ``price`` (the close or last price), ``open``, ``high``, ``low`` and
+    ``market_cap`` are in ``quote``; ``volume_quote`` in ``quote``; ``volume_base`` in units of
+    the base coin. Volumes cover the candle, or the trailing 24 h for snapshots;
+    ``change_pct`` likewise. A USD price exists only where ``quote == "USD"``: a USDT- or
+    BTC-quoted price is never a USD price (see README, "Units").
+
+    ``series_info`` says how the series fields were found (e.g. ``{"venue": "file name",
+    "interval": "row spacing"}``); sources share one dict per series, the store keeps it
+    with the series. ``metadata`` holds per-observation extras (supplies, ATH of a snapshot).
     """
 
     source_type: SourceType
-    source_id: str
+    venue: str
     symbol: str
-    name: str | None = None
-    coin_id: str | None = None  # the upstream's own id for the coin (e.g. "bitcoin", "btc-bitcoin")
-    price_usd: float | None = None
-    market_cap_usd: float | None = None
-    volume_24h_usd: float | None = None
-    change_24h_pct: float | None = None
-    rank: int | None = None
+    quote: str | None
+    interval: str | None
     source_timestamp: datetime
-    metadata: JsonDict = msgspec.field(default_factory=dict)
+    coin_id: str | None = None
+    name: str | None = None
+    price: float | None = None
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    volume_base: float | None = None
+    volume_quote: float | None = None
+    market_cap: float | None = None
+    change_pct: float | None = None
+    rank: int | None = None
+    metadata: JsonDict | None = None
+    series_info: JsonDict | None = None
+
+    @property
+    def base_key(self) -> str:
+        """The source's own id for the base coin: its API id, or the ticker."""
+        return self.coin_id or self.symbol
+
+    @property
+    def price_usd(self) -> float | None:
+        return self.price if self.quote == USD else None
 
 
 class NewsRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):

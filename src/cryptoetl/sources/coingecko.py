@@ -4,6 +4,11 @@ Each run re-fetches the configured pages completely (a snapshot has no "since" p
 cursor only records how far the run got. Every item is validated on its own, so one malformed
 coin becomes a reject and the rest of the page is kept.
 
+Each coin is a series of its own (venue ``coingecko``, base = CoinGecko's coin id, quote USD,
+interval ``snapshot``): every run whose ``last_updated`` moved adds an observation, an
+unchanged coin costs nothing. ``high``/``low`` are CoinGecko's 24 h high and low, ``volume_quote``
+its 24 h total volume in USD, ``change_pct`` the 24 h price change.
+
 ``last_updated`` may be missing or null for coins CoinGecko has stopped tracking; such a coin is
 still a valid observation as of the fetch, so its ``source_timestamp`` is the fetch time and
 ``metadata["timestamp_source"]`` says ``"fetched_at"``.
@@ -18,7 +23,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from cryptoetl.config import Settings
-from cryptoetl.sources.base import Batch, JsonDict, MarketRecord, SourceType
+from cryptoetl.sources.base import SNAPSHOT, Batch, JsonDict, MarketRecord, SourceType
 from cryptoetl.sources.http import HttpClient
 from cryptoetl.sources.jsonbody import (
     as_utc,
@@ -28,6 +33,8 @@ from cryptoetl.sources.jsonbody import (
     market_batches,
 )
 
+VS_CURRENCY = "usd"  # prices, caps and volumes are requested in USD
+SERIES_INFO = {"venue": "source", "quote": "vs_currency", "interval": "snapshot"}
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -75,8 +82,6 @@ def to_market_record(coin: CoinGeckoMarket, fetched_at: datetime) -> MarketRecor
     metadata = compact(
         {
             "image": coin.image,
-            "high_24h": coin.high_24h,
-            "low_24h": coin.low_24h,
             "price_change_24h": coin.price_change_24h,
             "circulating_supply": coin.circulating_supply,
             "total_supply": coin.total_supply,
@@ -91,17 +96,22 @@ def to_market_record(coin: CoinGeckoMarket, fetched_at: datetime) -> MarketRecor
     )
     return MarketRecord(
         source_type="coingecko",
-        source_id=coin.id,
-        coin_id=coin.id,
+        venue="coingecko",
         symbol=coin.symbol.upper(),
+        quote=VS_CURRENCY.upper(),
+        interval=SNAPSHOT,
+        coin_id=coin.id,
         name=coin.name,
-        price_usd=coin.current_price,
-        market_cap_usd=coin.market_cap,
-        volume_24h_usd=coin.total_volume,
-        change_24h_pct=coin.price_change_percentage_24h,
+        price=coin.current_price,
+        high=coin.high_24h,
+        low=coin.low_24h,
+        market_cap=coin.market_cap,
+        volume_quote=coin.total_volume,
+        change_pct=coin.price_change_percentage_24h,
         rank=coin.market_cap_rank,
         source_timestamp=as_utc(coin.last_updated, fetched_at),
         metadata=metadata,
+        series_info=SERIES_INFO,
     )
 
 
@@ -144,7 +154,7 @@ class CoinGeckoSource:
         response = await self._http.get(
             f"{self._settings.coingecko_base_url}/coins/markets",
             params={
-                "vs_currency": "usd",
+                "vs_currency": VS_CURRENCY,
                 "order": "market_cap_desc",
                 "per_page": str(self._settings.coingecko_per_page),
                 "page": str(page),

@@ -2,7 +2,9 @@
 
 The whole list is re-fetched on every run (it is a snapshot) and cut into batches of
 ``batch_size`` items. Supplies are optional: newer payloads may lack ``circulating_supply``.
-A ticker without a USD quote cannot give a USD price and is rejected. As for CoinGecko, a
+A ticker without a USD quote cannot give a USD price and is rejected. Each coin is a series of
+its own (venue ``coinpaprika``, base = CoinPaprika's coin id, quote USD, interval ``snapshot``):
+every run whose ``last_updated`` moved adds an observation. As for CoinGecko, a
 missing ``last_updated`` falls back to the fetch time (``metadata["timestamp_source"]``).
 """
 
@@ -15,7 +17,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from cryptoetl.config import Settings
-from cryptoetl.sources.base import Batch, JsonDict, MarketRecord, SourceType
+from cryptoetl.sources.base import SNAPSHOT, Batch, JsonDict, MarketRecord, SourceType
 from cryptoetl.sources.http import HttpClient
 from cryptoetl.sources.jsonbody import (
     ItemError,
@@ -30,6 +32,7 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 QUOTE_CURRENCY = "USD"
 WHAT = "coinpaprika /v1/tickers"
+SERIES_INFO = {"venue": "source", "quote": "quotes parameter", "interval": "snapshot"}
 
 
 class CoinPaprikaQuote(msgspec.Struct, frozen=True):
@@ -93,17 +96,20 @@ def to_market_record(ticker: CoinPaprikaTicker, fetched_at: datetime) -> MarketR
     )
     return MarketRecord(
         source_type="coinpaprika",
-        source_id=ticker.id,
-        coin_id=ticker.id,
+        venue="coinpaprika",
         symbol=ticker.symbol.upper(),
+        quote=QUOTE_CURRENCY,
+        interval=SNAPSHOT,
+        coin_id=ticker.id,
         name=ticker.name,
-        price_usd=quote.price,
-        market_cap_usd=quote.market_cap,
-        volume_24h_usd=quote.volume_24h,
-        change_24h_pct=quote.percent_change_24h,
+        price=quote.price,
+        market_cap=quote.market_cap,
+        volume_quote=quote.volume_24h,
+        change_pct=quote.percent_change_24h,
         rank=ticker.rank or None,
         source_timestamp=as_utc(ticker.last_updated, fetched_at),
         metadata=metadata,
+        series_info=SERIES_INFO,
     )
 
 

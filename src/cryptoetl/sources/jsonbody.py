@@ -108,11 +108,10 @@ def _items_batch(
     """One raw payload per item, and a record or a reject per item (no drift, no cursor).
 
     ``to_record`` may raise :class:`ItemError` for rules a Struct cannot express. A coin that
-    appears twice in one response is rejected the second time: one batch must not upsert the
-    same row twice.
+    appears twice in one response is two observations of one series and timestamp: the store's
+    rule for duplicates inside a batch applies to it like to any other.
     """
     batch = Batch(processed=len(items))
-    seen: set[str] = set()
     records: list[Record] = []
     for item in items:
         key = item_key(item)
@@ -122,11 +121,6 @@ def _items_batch(
         except (msgspec.ValidationError, ItemError) as exc:
             batch.rejects.append(Reject(source_key=key, payload=item, reason=str(exc)))
             continue
-        if record.source_id in seen:
-            reason = f"duplicate of an earlier item with id {record.source_id!r} in this response"
-            batch.rejects.append(Reject(source_key=key, payload=item, reason=reason))
-            continue
-        seen.add(record.source_id)
         records.append(record)
     batch.records = records
     return batch

@@ -13,17 +13,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cryptoetl.config import load_settings_or_exit
-from cryptoetl.db.tables import metadata
+from cryptoetl.db.tables import declared_here, metadata
 
 config = context.config
 target_metadata = metadata
-
-
-def _include_object(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    # The trigger-maintained generated column is compared by the migration test itself.
-    return True
 
 
 def _run(connection: Connection) -> None:
@@ -32,7 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         compare_type=True,
         compare_server_default=False,
-        include_object=_include_object,
+        include_object=declared_here,
         transaction_per_migration=True,
     )
     with context.begin_transaction():

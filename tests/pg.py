@@ -151,3 +151,11 @@ def truncate_all(db: TestDatabase) -> None:
             )
         ]
         conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+# The exact totals the writers keep (series counts and the news count triggers), which must
+# always equal the rows in the tables.
+KEPT_TOTAL_SQL = (
+    "SELECT (SELECT coalesce(sum(observations), 0) FROM market_series) "
+    "+ (SELECT coalesce(sum(n), 0) FROM news_counts WHERE asset_id = 0)"
+)

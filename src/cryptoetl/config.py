@@ -132,6 +132,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rate_limit_rpm: Mapping[str, int] = msgspec.field(default_factory=dict)
     # Worker
     batch_size: int = 5000
+    max_new_assets_per_run: int = 10_000
     intervals_s: Mapping[str, int] = msgspec.field(default_factory=dict)
     etl_fail_after: tuple[str, int] | None = None
     # API
@@ -278,6 +279,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_max_wait_s=_float(env, "HTTP_MAX_WAIT_S", 120.0),
         rate_limit_rpm={**DEFAULT_RATE_LIMIT_RPM, **_pairs(env, "RATE_LIMIT_RPM")},
         batch_size=_int(env, "BATCH_SIZE", 5000, minimum=1),
+        max_new_assets_per_run=_int(env, "MAX_NEW_ASSETS_PER_RUN", 10_000, minimum=1),
         intervals_s=_pairs(env, "INTERVALS_S"),
         etl_fail_after=_fail_after(env),
         api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",

@@ -4,7 +4,7 @@ every table the worker fills equals a clean run's on a fresh database, row for r
 
 Compared (database-local ids and ingestion times left out): ``records`` (test_crash_resume's
 snapshot), ``assets`` by slug, ``asset_mappings`` by (source_type, source_id, slug), and each
-raw table by (source_key, content_hash). Exact totals (``record_counts``) agree with the table,
+raw table by (source_key, content_hash). Exact totals (series counts, news counts) agree with the table,
 and every run a kill left ``running`` was closed as ``interrupted``.
 """
 
@@ -20,7 +20,7 @@ import pytest
 from cryptoetl.stub.server import StubHandle, running_stub
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.e2e.test_crash_resume import _start_and_kill, snapshot, write_large_csv
-from tests.pg import TestDatabase, fresh_database, truncate_all
+from tests.pg import KEPT_TOTAL_SQL, TestDatabase, fresh_database, truncate_all
 
 pytestmark = pytest.mark.slow
 
@@ -133,7 +133,7 @@ async def test_random_sigkills_then_resume_equal_a_clean_run(
                 assert statuses.get("running", 0) == 0, statuses
                 if partial_at_last_kill:  # its run was left running, the final run closed it
                     assert statuses.get("interrupted", 0) >= 1, statuses
-                assert query(db, "SELECT sum(n) FROM record_counts")[0][0] == len(got["records"])
+                assert query(db, KEPT_TOTAL_SQL)[0][0] == len(got["records"])
                 checkpoints = dict(query(db, "SELECT source_type, status FROM checkpoints"))
                 assert set(checkpoints.values()) == {"success"}, checkpoints
         assert mid_load_kills >= len(SEEDS) * KILLS_PER_SEED // 2, (

@@ -15,7 +15,7 @@ import pytest
 
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, start_worker, worker_env
-from tests.pg import TestDatabase, fresh_database
+from tests.pg import KEPT_TOTAL_SQL, TestDatabase, fresh_database
 
 ROWS = 150_000
 SYMBOLS = ("BTC", "ETH", "SOL", "XRP", "ADA", "DOGE")
@@ -106,4 +106,4 @@ async def test_sigkill_at_several_points_then_resume_equals_clean_run(
     csv_rows = query(clean_db, "SELECT count(*) FROM records WHERE source_type = 'csv'")[0][0]
     assert csv_rows == ROWS
     # Exact totals survived the kills too.
-    assert query(clean_db, "SELECT sum(n) FROM record_counts")[0][0] == len(got)
+    assert query(clean_db, KEPT_TOTAL_SQL)[0][0] == len(got)

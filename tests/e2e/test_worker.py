@@ -12,7 +12,7 @@ from tests.e2e.conftest import (
     run_worker,
     worker_env,
 )
-from tests.pg import TestDatabase
+from tests.pg import KEPT_TOTAL_SQL, TestDatabase
 
 SOURCES = ("coingecko", "coinpaprika", "csv", "rss")
 
@@ -55,7 +55,7 @@ async def test_full_pass_then_idempotent_rerun_then_append(
     checkpoint_status = dict(query(clean_db, "SELECT source_type, status FROM checkpoints"))
     assert checkpoint_status == dict.fromkeys(SOURCES, "success")
     # The exact totals kept by triggers agree with the table.
-    assert query(clean_db, "SELECT sum(n) FROM record_counts")[0][0] == sum(per_source.values())
+    assert query(clean_db, KEPT_TOTAL_SQL)[0][0] == sum(per_source.values())
 
     # Second run: nothing new upstream, so nothing is written.
     second = await run_worker(env)

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from cryptoetl.db.tables import metadata
+from cryptoetl.db.tables import declared_here, metadata
 from tests.pg import REPO_ROOT, TestDatabase, fresh_database, migrate, with_user
 
 
@@ -36,24 +36,34 @@ def test_models_and_migrations_agree(database: TestDatabase) -> None:
     sync_url = database.admin_url.replace("postgresql://", "postgresql+psycopg://", 1)
     engine = create_engine(sync_url)
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": declared_here}
+        )
         diff = compare_metadata(context, metadata)
     engine.dispose()
     assert diff == []
 
 
-def test_count_triggers_follow_upserts(database: TestDatabase, clean_db: TestDatabase) -> None:
-    insert = (
-        "INSERT INTO records (kind, source_type, source_id, source_timestamp, content_hash) "
-        "VALUES (%s, 'csv', %s, now(), '\\x00'), (%s, 'csv', %s, now(), '\\x00') "
-        "ON CONFLICT (source_type, source_id) DO UPDATE SET kind = excluded.kind"
+def test_news_count_triggers_follow_upserts_and_deletes(
+    database: TestDatabase, clean_db: TestDatabase
+) -> None:
+    upsert = (
+        "INSERT INTO news_items (source_type, source_id, title, mentioned_asset_ids, "
+        "source_timestamp, content_hash) VALUES ('rss', %s, 't', %s, now(), '\\x00'), "
+        "('rss', %s, 't', %s, now(), '\\x00') ON CONFLICT (source_type, source_id) "
+        "DO UPDATE SET mentioned_asset_ids = excluded.mentioned_asset_ids"
+    )
+    actual = (
+        "SELECT 0::bigint, count(*) FROM news_items UNION ALL "
+        "SELECT a, count(*) FROM news_items, unnest(mentioned_asset_ids) a GROUP BY a"
     )
     with psycopg.connect(database.admin_url, autocommit=True) as conn:
-        conn.execute(insert, ("market", "a", "market", "b"))
-        conn.execute(insert, ("news", "a", "market", "c"))
-        counts = dict(conn.execute("SELECT kind, n FROM record_counts WHERE n <> 0").fetchall())
-        actual = dict(conn.execute("SELECT kind, count(*) FROM records GROUP BY kind").fetchall())
-    assert counts == actual == {"market": 2, "news": 1}
+        conn.execute(upsert, ("a", [1, 2], "b", [2]))
+        conn.execute(upsert, ("a", [3], "c", []))  # a: mentions 1, 2 -> 3; c is new
+        conn.execute("DELETE FROM news_items WHERE source_id = 'b'")
+        counts = dict(conn.execute("SELECT asset_id, n FROM news_counts WHERE n <> 0").fetchall())
+        expected = dict(conn.execute(actual).fetchall())
+    assert counts == expected == {0: 2, 3: 1}
 
 
 def _create_logins(db: TestDatabase, writer: str, reader: str) -> None:

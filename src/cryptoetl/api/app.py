@@ -18,7 +18,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 
-from cryptoetl.api import assets, data, health, metrics, runs, stats, ui
+from cryptoetl.api import assets, data, health, metrics, prices, runs, stats, ui
 from cryptoetl.api.deps import Database, provide_db
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.metrics import Registry
@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> Litestar:
             runs.compare_runs,
             assets.list_assets,
             assets.get_asset,
+            prices.get_prices,
             metrics.metrics,
             docs,
             *ui.ROUTES,

@@ -1,9 +1,11 @@
 """``GET /assets`` (canonical assets, paginated) and ``GET /assets/{id}`` (one asset in depth).
 
-The detail view shows how each source's coin was mapped to the asset (method, confidence),
-the latest market row per source with the spread between sources
-(``(max - min) / min * 100`` over those latest prices), and the ten newest news items that
-mention the asset (``mentioned_asset_ids @> ARRAY[id]``, served by the GIN index).
+``{id}`` is an asset id, a slug or a symbol (a symbol that names several coins is a 404 that
+lists their slugs). The detail view shows how each source's coin was mapped to the asset
+(method, confidence), the latest observation of each of its market series with the spread
+between USD prices (``(max - min) / min * 100`` over the current ones), and the ten newest news
+items that mention the asset (``mentioned_asset_ids @> ARRAY[id]``, served by the GIN index).
+Price history: ``GET /assets/{id}/prices`` (:mod:`cryptoetl.api.prices`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from cryptoetl.api.data.sql import iso_utc
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
 from cryptoetl.api.schemas import (
@@ -31,46 +34,51 @@ from cryptoetl.api.schemas import (
     ListPagination,
     Meta,
     NewsItem,
+    SeriesRef,
     SourcePrice,
 )
-from cryptoetl.config import SOURCE_TYPES
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 NEWS_LIMIT = 10
-MARKET_SOURCES = [s for s in SOURCE_TYPES if s != "rss"]
 
 # $1 symbol (exact, any case) and $2 search pattern (substring of name, slug or symbol).
 _WHERE = """($1::text IS NULL OR a.symbol = upper($1::text))
     AND ($2::text IS NULL OR a.name ILIKE $2::text ESCAPE '\\' OR a.slug ILIKE $2::text ESCAPE '\\'
          OR a.symbol ILIKE $2::text ESCAPE '\\')"""
 LIST_SQL = f"""SELECT a.id, a.slug, a.symbol, a.name,
-    coalesce((SELECT sum(c.n) FROM record_counts c WHERE c.asset_id = a.id), 0)::bigint AS records
+    coalesce((SELECT sum(s.observations) FROM market_series s WHERE s.asset_id = a.id), 0)::bigint
+        AS records
 FROM assets a WHERE {_WHERE}
 ORDER BY a.id LIMIT $3::int OFFSET $4::bigint"""
 COUNT_SQL = f"SELECT count(*) FROM assets a WHERE {_WHERE}"
 
-FIND_SQL = (
-    "SELECT id, slug, symbol, name FROM assets "
-    "WHERE id = $1::bigint OR ($1::bigint IS NULL AND slug = lower($2::text))"
+# By id, else slug, else symbol: the first kind that matches wins (two rows: ambiguous symbol).
+FIND_SQL = """WITH found AS (
+    SELECT id, slug, symbol, name, 1 AS rank FROM assets WHERE id = $1::bigint
+    UNION ALL SELECT id, slug, symbol, name, 2 FROM assets WHERE slug = lower($2::text)
+    UNION ALL SELECT id, slug, symbol, name, 3 FROM assets WHERE symbol = upper($2::text)
 )
+SELECT id, slug, symbol, name FROM found
+WHERE rank = (SELECT min(rank) FROM found) ORDER BY id LIMIT 6"""
 MAPPINGS_SQL = (
     "SELECT source_type, source_id, symbol, name, match_method, confidence::float8 "
     "FROM asset_mappings WHERE asset_id = $1::bigint ORDER BY source_type, source_id"
 )
-# One index probe per source on (asset_id, source_timestamp DESC, id DESC).
-PRICES_SQL = """SELECT s.source_type, r.source_id, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
-    r.change_24h_pct, r.rank, r.source_timestamp
-FROM unnest($2::text[]) AS s(source_type)
-CROSS JOIN LATERAL (
-    SELECT * FROM records r
-    WHERE r.asset_id = $1::bigint AND r.source_type = s.source_type AND r.kind = 'market'
-    ORDER BY r.source_timestamp DESC, r.id DESC LIMIT 1
-) r
-ORDER BY s.source_type"""
+# The newest observation of each series: one probe of its (series, timestamp) key.
+PRICES_SQL = f"""SELECT s.source_type, s.key || '@' || {iso_utc("o.source_timestamp")} AS source_id,
+    s.id, s.venue, s.base, s.quote, s.interval, o.price, o.market_cap, o.volume_quote,
+    o.change_pct, o.rank, o.source_timestamp
+FROM market_series s
+JOIN market_observations o ON o.source_type = s.source_type AND o.series_id = s.id
+    AND o.source_timestamp = s.last_ts
+WHERE s.asset_id = $1::bigint
+ORDER BY s.source_type, s.venue, s.quote NULLS LAST, s.interval NULLS LAST, s.id
+LIMIT $2::int"""
+MAX_PRICES = 50
 NEWS_SQL = """SELECT id, source_type, source_id, title, url, author, category, source_timestamp
-FROM records
-WHERE mentioned_asset_ids @> ARRAY[$1::bigint] AND kind = 'news'
+FROM news_items
+WHERE mentioned_asset_ids @> ARRAY[$1::bigint]
 ORDER BY source_timestamp DESC, id DESC LIMIT $2::int"""
 
 _ERRORS = {
@@ -157,7 +165,8 @@ SPREAD_WINDOW = timedelta(hours=24)
 
 
 def spread_pct(prices: list[SourcePrice]) -> float | None:
-    """(max - min) / min * 100 over the sources' latest prices that are current (see above)."""
+    """(max - min) / min * 100 over the series' latest USD prices that are current (see above):
+    prices in other quotes are other units, never compared."""
     priced = [p for p in prices if p.price_usd is not None and p.price_usd > 0]
     if not priced:
         return None
@@ -181,16 +190,13 @@ def spread_pct(prices: list[SourcePrice]) -> float | None:
 async def get_asset(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
-    asset_id: Annotated[str, Parameter(description="Asset id or slug")],
+    asset_id: Annotated[str, Parameter(description="Asset id, slug or symbol")],
 ) -> Response[AssetDetail]:
     async with db.connection() as conn:
         found = await find_asset(conn, asset_id)
-        if found is None:
-            raise NotFound(f"no asset with id or slug {asset_id[:100]!r}")
         mappings = await conn.fetch(MAPPINGS_SQL, found["id"])
-        prices = await conn.fetch(PRICES_SQL, found["id"], MARKET_SOURCES)
+        latest = latest_prices(await conn.fetch(PRICES_SQL, found["id"], MAX_PRICES))
         news = await conn.fetch(NEWS_SQL, found["id"], NEWS_LIMIT)
-    latest = [SourcePrice(**dict(r)) for r in prices]
     body = AssetDetail(
         asset=AssetRef(**dict(found)),
         mappings=mapping_items(mappings),
@@ -214,10 +220,53 @@ def numeric_id(asset_ref: str) -> int | None:
 
 
 async def find_asset(conn: Any, asset_ref: str) -> Any:
-    """The asset row an ``{id or slug}`` path segment names, or None."""
-    if "\x00" in asset_ref:
-        return None  # no slug holds NUL (PostgreSQL text cannot): unknown, no query needed
-    return await conn.fetchrow(FIND_SQL, numeric_id(asset_ref), asset_ref)
+    """The asset row an ``{id, slug or symbol}`` path segment names; :class:`NotFound` (naming
+    the candidates of an ambiguous symbol, or how to search) otherwise."""
+    shown = repr(asset_ref[:100])
+    if "\x00" in asset_ref:  # no slug holds NUL (PostgreSQL text cannot): no query needed
+        raise NotFound(f"no asset with id, slug or symbol {shown}")
+    rows = await conn.fetch(FIND_SQL, numeric_id(asset_ref), asset_ref)
+    if not rows:
+        raise NotFound(
+            f"no asset with id, slug or symbol {shown}; search with /assets?search=<text>"
+        )
+    if len(rows) > 1:
+        slugs = ", ".join(r["slug"] for r in rows[:5])
+        raise NotFound(
+            f"symbol {shown} names {len(rows) if len(rows) < 6 else 'several'} assets "
+            f"({slugs}); ask for one of them by slug or id"
+        )
+    return rows[0]
+
+
+def latest_prices(rows: Sequence[Any]) -> list[SourcePrice]:
+    """Rows of PRICES_SQL as API objects, ``*_usd`` only where the quote is USD."""
+    prices = []
+    for r in rows:
+        usd = r["quote"] == "USD"
+        daily = r["interval"] in ("snapshot", "1d")
+        prices.append(
+            SourcePrice(
+                source_type=r["source_type"],
+                source_id=r["source_id"],
+                series=SeriesRef(
+                    id=r["id"],
+                    venue=r["venue"],
+                    base=r["base"],
+                    quote=r["quote"],
+                    interval=r["interval"],
+                ),
+                quote=r["quote"],
+                price=r["price"],
+                price_usd=r["price"] if usd else None,
+                market_cap_usd=r["market_cap"] if usd else None,
+                volume_24h_usd=r["volume_quote"] if usd and daily else None,
+                change_24h_pct=r["change_pct"] if daily else None,
+                rank=r["rank"],
+                source_timestamp=r["source_timestamp"],
+            )
+        )
+    return prices
 
 
 def mapping_items(rows: Sequence[Any]) -> list[AssetMapping]:

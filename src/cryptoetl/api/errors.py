@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,6 +87,23 @@ class ParamErrors:
         if self.items:
             names = ", ".join(dict.fromkeys(e.parameter for e in self.items))
             raise InvalidParameters(f"invalid parameters: {names}", self.items)
+
+    def single(self, params: Mapping[str, Sequence[str]]) -> Callable[[str], str | None]:
+        """A getter for parameters that take one value (given twice is an error)."""
+
+        def one(name: str) -> str | None:
+            values = params.get(name) or ()
+            if len(values) > 1:
+                self.add(name, "must be given once")
+            return values[-1] if values else None
+
+        return one
+
+    def unknown(self, params: Iterable[str], known: Iterable[str]) -> None:
+        """Every parameter the route does not take is an error (a typo must not be ignored)."""
+        allowed = sorted(known)
+        for name in sorted(set(params) - set(allowed)):
+            self.add(name[:40], f"is not a parameter of this endpoint; known: {', '.join(allowed)}")
 
     def integer(self, name: str, raw: str | None, default: int, low: int, high: int) -> int:
         """An integer in [low, high]; ``default`` when absent or empty."""

@@ -21,18 +21,17 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
 from cryptoetl.api.errors import JSON, DatabaseUnavailable, latency_ms, request_id_of
+from cryptoetl.api.queries import NEWEST_RECORD, RECORDS_BY_SOURCE
 from cryptoetl.api.schemas import Health, Meta, RunSummary, SourceHealth
 from cryptoetl.config import Settings
 
 _CHECKPOINTS = (
     "SELECT source_type, status, last_success_at, last_failure_at, last_error FROM checkpoints"
 )
-_RECORDS = "SELECT source_type, sum(n)::bigint FROM record_counts GROUP BY source_type"
 _LAST_RUN = (
     "SELECT id, source_type, status, started_at, finished_at FROM runs "
     "ORDER BY started_at DESC LIMIT 1"
 )
-_NEWEST = "SELECT source_timestamp FROM records ORDER BY source_timestamp DESC, id DESC LIMIT 1"
 
 _encoder = msgspec.json.Encoder()
 
@@ -49,9 +48,9 @@ async def _snapshot(db: Database) -> _Snapshot:
     async with asyncio.timeout(HEALTH_TIMEOUT_S), db.connection(HEALTH_TIMEOUT_S) as conn:
         return _Snapshot(
             checkpoints=list(await conn.fetch(_CHECKPOINTS)),
-            records={str(s): int(n) for s, n in await conn.fetch(_RECORDS)},
+            records={str(r[0]): int(r[2]) for r in await conn.fetch(RECORDS_BY_SOURCE)},
             last_run=await conn.fetchrow(_LAST_RUN),
-            newest=await conn.fetchval(_NEWEST),
+            newest=await conn.fetchval(NEWEST_RECORD),
         )
 
 

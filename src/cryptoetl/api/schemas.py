@@ -42,10 +42,26 @@ class AssetRef(msgspec.Struct, kw_only=True):
     name: str
 
 
+class SeriesRef(msgspec.Struct, kw_only=True):
+    """The market series of an observation; ``quote``/``interval`` null: the source did not say."""
+
+    id: int
+    venue: str
+    base: str
+    quote: str | None
+    interval: str | None
+
+
 class DataItem(msgspec.Struct, kw_only=True):
     """One normalized record. ``title``/``description``/``value`` are the common view of both
-    kinds (market: coin name, null, price; news: headline, summary, null); the typed columns
-    follow for clients that want them."""
+    kinds (market: coin name, null, USD price; news: headline, summary, null); the typed columns
+    follow for clients that want them.
+
+    Market items carry their ``series`` and their values in its ``quote`` currency (``price``,
+    ``open``, ``high``, ``low``, ``market_cap``, ``volume_quote``; ``volume_base`` in units of
+    the coin). The ``*_usd`` fields are filled only when the quote is USD (a USDT, BTC or EUR
+    price is never a USD price); ``volume_24h_usd``/``change_24h_pct`` only for snapshots and
+    daily candles."""
 
     id: int
     source_type: Literal["csv", "coinpaprika", "coingecko", "rss"]
@@ -68,6 +84,16 @@ class DataItem(msgspec.Struct, kw_only=True):
     author: str | None
     asset: AssetRef | None
     mentioned_assets: list[AssetRef]
+    series: SeriesRef | None
+    quote: str | None
+    price: float | None
+    open: float | None
+    high: float | None
+    low: float | None
+    volume_base: float | None
+    volume_quote: float | None
+    market_cap: float | None
+    change_pct: float | None
 
 
 class Pagination(msgspec.Struct, kw_only=True):
@@ -85,6 +111,9 @@ class FiltersApplied(msgspec.Struct, kw_only=True, omit_defaults=True):
     source_type: list[str] | None = None
     kind: str | None = None
     asset: str | None = None
+    venue: str | None = None
+    quote: str | None = None
+    interval: str | None = None
     category: str | None = None
     search: str | None = None
     since: datetime | None = None
@@ -286,14 +315,47 @@ class AssetMapping(msgspec.Struct, kw_only=True):
 
 
 class SourcePrice(msgspec.Struct, kw_only=True):
+    """The latest observation of one series (``price`` in its ``quote``; ``*_usd`` only when
+    that quote is USD)."""
+
     source_type: str
     source_id: str
+    series: SeriesRef
+    quote: str | None
+    price: float | None
     price_usd: float | None
     market_cap_usd: float | None
     volume_24h_usd: float | None
     change_24h_pct: float | None
     rank: int | None
     source_timestamp: datetime
+
+
+class PriceBucket(msgspec.Struct, kw_only=True):
+    """One bucket of a series, values in the series' quote currency."""
+
+    start: datetime
+    open: float | None
+    high: float | None
+    low: float | None
+    close: float | None
+    volume_base: float | None  # null for snapshot series (trailing 24 h volumes do not add up)
+    volume_quote: float | None
+    observations: int
+
+
+class PriceSeries(msgspec.Struct, kw_only=True):
+    source_type: str
+    series: SeriesRef
+    bucket: str  # the bucket width, e.g. "1h"
+    truncated: bool  # older buckets than those listed exist in the range
+    buckets: list[PriceBucket]
+
+
+class PriceHistory(msgspec.Struct, kw_only=True):
+    asset: AssetRef
+    series: list[PriceSeries]
+    metadata: Meta
 
 
 class NewsItem(msgspec.Struct, kw_only=True):

@@ -1,6 +1,7 @@
 """``GET /stats``: checkpoints per source, the most recent runs, and a summary.
 
-Record counts come from ``record_counts`` (exact, no scan of ``records``); processed, rejected
+Record counts come from the kept counts (``market_series.observations``, ``news_counts``:
+exact, no table scan); processed, rejected
 and drift totals are sums over ``runs`` (each run stores its own counts), so nothing here reads
 the large tables.
 """
@@ -17,6 +18,7 @@ from litestar.params import Parameter
 
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.queries import RECORDS_BY_SOURCE
 from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RUN_COLUMNS, run_item
 from cryptoetl.api.schemas import (
     CheckpointItem,
@@ -33,7 +35,6 @@ _CHECKPOINTS = (
     "FROM checkpoints ORDER BY source_type"
 )
 _RECENT = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT $1::int"
-_COUNTS = "SELECT source_type, kind, sum(n)::bigint FROM record_counts GROUP BY source_type, kind"
 _TOTALS = """SELECT count(*), count(*) FILTER (WHERE status = 'failed'),
     coalesce(sum(processed), 0)::bigint, coalesce(sum(inserted), 0)::bigint,
     coalesce(sum(updated), 0)::bigint, coalesce(sum(rejected), 0)::bigint,
@@ -91,7 +92,7 @@ async def stats(
     async with db.connection() as conn:
         checkpoints = [_checkpoint(r) for r in await conn.fetch(_CHECKPOINTS)]
         recent = [run_item(r) for r in await conn.fetch(_RECENT, n)]
-        by_source = _by_source(list(await conn.fetch(_COUNTS)))
+        by_source = _by_source(list(await conn.fetch(RECORDS_BY_SOURCE)))
         runs, failed, processed, inserted, updated, rejected, drift = await conn.fetchrow(_TOTALS)
     summary = StatsSummary(
         records_total=sum(c.total for c in by_source.values()),

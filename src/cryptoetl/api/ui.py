@@ -19,11 +19,9 @@ next to the status but do not change it: the ``processed`` rules also fire on he
 incremental runs that find nothing new.
 
 Bounded at any table size: every query has a LIMIT or is a fixed number of index probes. The
-CSV price history is downsampled in SQL: the asset's time range is cut into at most
-:data:`~cryptoetl.api.ui_render.MAX_CHART_POINTS` equal buckets and each bucket's newest
-observation is one probe of ``ix_records_asset_ts_id``; the API sources' history is read from
-their raw tables (the newest :data:`RAW_HISTORY_LIMIT` payloads of the coin, found through the
-``(source_key, content_hash)`` index), then thinned to the same number of points.
+price chart draws the closes of the buckets ``GET /assets/{id}/prices`` returns (at most
+:data:`~cryptoetl.api.prices.MAX_BUCKETS` per series, computed in SQL on each series' index),
+one chart per quote currency: prices in different units never share an axis.
 
 Every figure has a JSON twin, linked from the page: ``/health``, ``/stats``, ``/runs``,
 ``/compare-runs``, ``/assets``, ``/assets/{id}`` and ``/data``.
@@ -32,7 +30,6 @@ Every figure has a JSON twin, linked from the page: ``/health``, ``/stats``, ``/
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -44,17 +41,18 @@ from litestar.params import Parameter
 
 from cryptoetl.api import assets as assets_api
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import ApiError, DatabaseUnavailable, NotFound, ParamErrors
+from cryptoetl.api.errors import ApiError, DatabaseUnavailable, ParamErrors
+from cryptoetl.api.prices import PriceQuery, price_history
+from cryptoetl.api.queries import RECORDS_BY_SOURCE
 from cryptoetl.api.runs import BASELINE_RUNS, RUN_COLUMNS, anomalies, run_item
 from cryptoetl.api.schemas import (
     AssetListItem,
     AssetRef,
     NewsItem,
+    PriceSeries,
     RunItem,
-    SourcePrice,
 )
 from cryptoetl.api.ui_render import (
-    MAX_CHART_POINTS,
     TIMELINE_SLOTS,
     AssetListPage,
     AssetPage,
@@ -68,7 +66,6 @@ from cryptoetl.api.ui_render import (
     dashboard_page,
     error_page,
     fmt_duration,
-    thin,
 )
 from cryptoetl.config import SOURCE_TYPES, Settings
 
@@ -78,8 +75,6 @@ REFRESH_S = 30
 SINCE_RUNS = 100  # drift/rejects "since the last success" sum at most this many runs
 TOP_ASSETS = 10
 LIST_PAGE_SIZE = 50
-RAW_HISTORY_LIMIT = 2000  # newest raw payloads of one coin read for its price history
-MAX_IDS_PER_SOURCE = 3  # coins of one source mapped to the asset whose raw history is read
 MAX_DAYS = 36_500
 
 # The page is inert markup: no script may run even if escaping were ever missed.
@@ -98,7 +93,6 @@ HTML_HEADERS = {
 _CHECKPOINTS = (
     "SELECT source_type, status, last_success_at, last_failure_at, last_error FROM checkpoints"
 )
-_RECORDS = "SELECT source_type, sum(n)::bigint FROM record_counts GROUP BY source_type"
 # ix_runs_source_started serves each of these.
 _RUNS_OF = (
     f"SELECT {RUN_COLUMNS} FROM runs WHERE source_type = $1::text "
@@ -124,51 +118,15 @@ _FAILURE_REASON = (
     "AND started_at <= $2::timestamptz ORDER BY started_at DESC LIMIT 1"
 )
 _TOP_ASSETS = """SELECT a.id, a.symbol, a.name, c.n
-FROM (SELECT asset_id, sum(n)::bigint AS n FROM record_counts
-      WHERE asset_id <> 0 AND kind = 'market' GROUP BY asset_id
-      ORDER BY n DESC, asset_id LIMIT $1::int) c
+FROM (SELECT asset_id, sum(observations)::bigint AS n FROM market_series
+      GROUP BY asset_id ORDER BY n DESC, asset_id LIMIT $1::int) c
 JOIN assets a ON a.id = c.asset_id
 ORDER BY c.n DESC, a.id"""
 
 # --- SQL: asset page --------------------------------------------------------------------------
 
-_ASSET_COUNTS = """SELECT source_type, sum(n)::bigint FROM record_counts
-WHERE source_type = ANY($2::text[]) AND kind = 'market' AND asset_id = $1::bigint
-GROUP BY source_type"""
-_CSV_BOUNDS = """SELECT
- (SELECT source_timestamp FROM records
-  WHERE asset_id = $1::bigint AND source_type = 'csv' AND kind = 'market'
-    AND price_usd IS NOT NULL AND source_timestamp >= coalesce($2::timestamptz, '-infinity')
-  ORDER BY source_timestamp, id LIMIT 1),
- (SELECT source_timestamp FROM records
-  WHERE asset_id = $1::bigint AND source_type = 'csv' AND kind = 'market'
-    AND price_usd IS NOT NULL AND source_timestamp >= coalesce($2::timestamptz, '-infinity')
-  ORDER BY source_timestamp DESC, id DESC LIMIT 1)"""
-# One index probe per bucket [lo, hi): its newest observation.
-_CSV_SERIES = """SELECT p.source_timestamp, p.price_usd
-FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS b(lo, hi, i)
-CROSS JOIN LATERAL (
-    SELECT r.source_timestamp, r.price_usd FROM records r
-    WHERE r.asset_id = $1::bigint AND r.source_type = 'csv' AND r.kind = 'market'
-      AND r.price_usd IS NOT NULL AND r.source_timestamp >= b.lo AND r.source_timestamp < b.hi
-    ORDER BY r.source_timestamp DESC, r.id DESC LIMIT 1
-) p
-ORDER BY b.i"""
-# The coin's versions through the (source_key, content_hash) index, newest RAW_HISTORY_LIMIT
-# kept. MATERIALIZED pins that plan: a generic plan may otherwise walk the primary key backwards
-# over every coin's rows. Only the extracted fields are sorted, never whole payloads, and they
-# leave as text, parsed in Python: a hostile payload cannot fail a cast in SQL.
-_RAW_HISTORY = {
-    source: f"""WITH h AS MATERIALIZED (
-    SELECT id, fetched_at, payload->>'last_updated' AS stamp, {price} AS price
-    FROM {table} WHERE source_key = $1::text)
-SELECT fetched_at, stamp, price FROM h ORDER BY id DESC LIMIT $2::int"""
-    for source, table, price in (
-        ("coingecko", "raw_coingecko_markets", "payload->>'current_price'"),
-        ("coinpaprika", "raw_coinpaprika_tickers", "payload->'quotes'->'USD'->>'price'"),
-    )
-}
-_RAW_TABLE_NAMES = {"coingecko": "raw_coingecko_markets", "coinpaprika": "raw_coinpaprika_tickers"}
+_ASSET_COUNTS = """SELECT source_type, sum(observations)::bigint FROM market_series
+WHERE asset_id = $1::bigint GROUP BY source_type"""
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -337,7 +295,9 @@ async def dashboard(
     try:
         async with db.connection() as conn:
             checkpoints = {r["source_type"]: r for r in await conn.fetch(_CHECKPOINTS)}
-            records = {str(s): int(n) for s, n in await conn.fetch(_RECORDS)}
+            records: dict[str, int] = {}
+            for source, _, n in await conn.fetch(RECORDS_BY_SOURCE):
+                records[source] = records.get(source, 0) + int(n)
             views, timelines = [], {}
             for source in SOURCE_TYPES:
                 view, timeline = await _source_view(
@@ -397,77 +357,17 @@ async def asset_list(
     return _html(asset_list_page(view))
 
 
-def bucket_edges(
-    lo: datetime, hi: datetime, buckets: int = MAX_CHART_POINTS
-) -> tuple[list[datetime], list[datetime]]:
-    """``buckets`` equal half-open intervals covering [lo, hi] (the last one ends just past
-    hi), as (starts, ends); a single instant is one bucket."""
-    end = hi + timedelta(microseconds=1)
-    if hi <= lo:
-        return [lo], [end]
-    span = end - lo
-    edges = [lo + span * (i / buckets) for i in range(buckets)] + [end]
-    return edges[:-1], edges[1:]
-
-
-def _number(text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _instant(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-async def _csv_series(conn: Any, asset_id: int, since: datetime | None) -> Series | None:
-    lo, hi = await conn.fetchrow(_CSV_BOUNDS, asset_id, since)
-    if lo is None:
-        return None
-    starts, ends = bucket_edges(lo, hi)
-    rows = await conn.fetch(_CSV_SERIES, asset_id, starts, ends)
-    points = tuple((r[0], float(r[1])) for r in rows)
-    return Series("csv", points, "CSV history (records), downsampled in SQL")
-
-
-async def _api_series(
-    conn: Any,
-    source: str,
-    source_ids: Sequence[str],
-    latest: SourcePrice | None,
-    since: datetime | None,
-) -> Series | None:
-    points: list[tuple[datetime, float]] = []
-    for source_id in source_ids[:MAX_IDS_PER_SOURCE]:
-        for fetched_at, stamp, price in await conn.fetch(
-            _RAW_HISTORY[source], source_id, RAW_HISTORY_LIMIT
-        ):
-            value = _number(price)
-            if value is not None:
-                points.append((_instant(stamp) or fetched_at, value))
-    raw_points = len(points)
-    if latest is not None and latest.price_usd is not None:
-        points.append((latest.source_timestamp, latest.price_usd))
-    if since is not None:
-        points = [p for p in points if p[0] >= since]
-    if not points:
-        return None
-    origin = (
-        f"payload history ({_RAW_TABLE_NAMES[source]}) + latest snapshot"
-        if raw_points
-        else "latest snapshot"
-    )
-    return Series(source, tuple(thin(points, MAX_CHART_POINTS)), origin)
+def chart_series(history: Sequence[PriceSeries]) -> list[Series]:
+    """Each series' bucket closes as a chart line, labelled with its key."""
+    lines = []
+    for h in history:
+        points = tuple((b.start, b.close) for b in h.buckets if b.close is not None)
+        if points:
+            ref = h.series
+            label = f"{ref.venue} {ref.base}/{ref.quote or '?'} {ref.interval or '?'}"
+            origin = f"{len(points)} bucket(s) of {h.bucket}"
+            lines.append(Series(h.source_type, points, origin, label, ref.quote))
+    return lines
 
 
 @get("/ui/assets/{asset_id:str}", include_in_schema=False)
@@ -486,29 +386,14 @@ async def asset_detail(
         since = now - timedelta(days=window) if window else None
         async with db.connection() as conn:
             found = await assets_api.find_asset(conn, asset_id)
-            if found is None:
-                raise NotFound(f"no asset with id or slug {asset_id[:100]!r}")
             key = found["id"]
             mappings = await conn.fetch(assets_api.MAPPINGS_SQL, key)
-            prices = [
-                SourcePrice(**dict(r))
-                for r in await conn.fetch(assets_api.PRICES_SQL, key, assets_api.MARKET_SOURCES)
-            ]
+            prices = assets_api.latest_prices(
+                await conn.fetch(assets_api.PRICES_SQL, key, assets_api.MAX_PRICES)
+            )
             news = await conn.fetch(assets_api.NEWS_SQL, key, assets_api.NEWS_LIMIT)
-            counts = {
-                str(s): int(n)
-                for s, n in await conn.fetch(_ASSET_COUNTS, key, assets_api.MARKET_SOURCES)
-            }
-            series: list[Series] = []
-            for source in assets_api.MARKET_SOURCES:
-                if source == "csv":
-                    found_series = await _csv_series(conn, key, since)
-                else:
-                    ids = [m[1] for m in mappings if m[0] == source]
-                    latest = next((p for p in prices if p.source_type == source), None)
-                    found_series = await _api_series(conn, source, ids, latest, since)
-                if found_series is not None:
-                    series.append(found_series)
+            counts = {str(s): int(n) for s, n in await conn.fetch(_ASSET_COUNTS, key)}
+            history = await price_history(conn, key, PriceQuery(since=since))
     except ApiError as exc:
         return _error(request, exc)
     view = AssetPage(
@@ -518,7 +403,7 @@ async def asset_detail(
         prices=prices,
         spread_pct=assets_api.spread_pct(prices),
         news=[NewsItem(**dict(n)) for n in news],
-        series=series,
+        series=chart_series(history),
         record_counts=counts,
         days=window,
         refresh_s=REFRESH_S,

@@ -587,11 +587,13 @@ def dashboard_page(view: Dashboard) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One source's prices over time, oldest first."""
+    """One market series' prices over time, oldest first, in its ``quote`` currency."""
 
     source: str
     points: tuple[tuple[datetime, float], ...]
     origin: str = ""
+    label: str = ""  # venue base/quote interval
+    quote: str | None = "USD"
 
 
 def scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
@@ -653,8 +655,8 @@ def thin(points: Iterable[tuple[datetime, float]], max_points: int) -> list[tupl
 
 
 def price_chart_svg(series: Sequence[Series], *, width: float = 1180, height: float = 360) -> str:
-    """Prices of every source on one time axis: a polyline per source, a dot per point when
-    points are few, and a larger dot on each source's latest point."""
+    """Prices of series of one quote currency on one time axis: a polyline per series, a dot
+    per point when points are few, and a larger dot on each series' latest point."""
     drawn = [s for s in series if s.points]
     if not drawn:
         return (
@@ -705,7 +707,8 @@ def price_chart_svg(series: Sequence[Series], *, width: float = 1180, height: fl
     parts.append(
         f'<line x1="{left:.1f}" y1="{bottom:.1f}" x2="{right:.1f}" y2="{bottom:.1f}" '
         'stroke="#8c959f"/>'
-        f'<text x="{left - 8:.1f}" y="{top - 12:.1f}" text-anchor="end">USD</text>'
+        f'<text x="{left - 8:.1f}" y="{top - 12:.1f}" text-anchor="end">'
+        f"{esc(drawn[0].quote or 'unknown quote')}</text>"
     )
     latest: list[str] = []
     for s in drawn:
@@ -715,12 +718,13 @@ def price_chart_svg(series: Sequence[Series], *, width: float = 1180, height: fl
         first_v = s.points[0][1]
         last_t, last_v = s.points[-1]
         parts.append(
-            f'<polyline class="series" data-source="{src}" data-n="{len(s.points)}" '
+            f'<polyline class="series" data-source="{src}" data-series="{esc(s.label)}" '
+            f'data-n="{len(s.points)}" '
             f'data-first="{first_v!r}" data-last="{last_v!r}" '
             f'data-last-time="{esc(last_t.astimezone(UTC).isoformat())}" fill="none" '
             f'stroke="{colour}" stroke-width="1.8" stroke-linejoin="round" '
             f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in coords)}">'
-            f"<title>{src}: {len(s.points)} point(s)</title></polyline>"
+            f"<title>{src} {esc(s.label)}: {len(s.points)} point(s)</title></polyline>"
         )
         if len(coords) <= 60:
             parts.extend(
@@ -732,7 +736,8 @@ def price_chart_svg(series: Sequence[Series], *, width: float = 1180, height: fl
         latest.append(
             f'<circle class="latest" data-source="{src}" cx="{x:.1f}" cy="{y:.1f}" '
             f'r="{radius:.1f}" fill="{colour}" stroke="#fff" stroke-width="1.5"><title>{src} '
-            f"{esc(fmt_price(last_v))} USD at {esc(fmt_time(last_t))}</title></circle>"
+            f"{esc(s.label)} {esc(fmt_price(last_v))} {esc(s.quote or '')} at "
+            f"{esc(fmt_time(last_t))}</title></circle>"
         )
     parts.extend(latest)
     parts.append("</svg>")
@@ -745,10 +750,27 @@ def chart_legend(series: Sequence[Series]) -> str:
         colour = SOURCE_COLOURS.get(s.source, OTHER_COLOUR)
         origin = f" — {esc(s.origin)}" if s.origin else ""
         items.append(
-            f'<span data-source="{esc(s.source)}"><i class="sw" style="background:{colour}"></i>'
-            f"<b>{esc(s.source)}</b> {fmt_int(len(s.points))} point(s){origin}</span>"
+            f'<span data-source="{esc(s.source)}" data-series="{esc(s.label)}">'
+            f'<i class="sw" style="background:{colour}"></i>'
+            f"<b>{esc(s.source)}</b> {esc(s.label)}: {fmt_int(len(s.points))} point(s){origin}"
+            "</span>"
         )
     return f'<div class="legend">{"".join(items)}</div>'
+
+
+def _charts(series: Sequence[Series]) -> str:
+    """One chart per quote currency (USD first): prices in different units never share an axis."""
+    by_quote: dict[str | None, list[Series]] = {}
+    for s in series:
+        by_quote.setdefault(s.quote, []).append(s)
+    order = sorted(by_quote, key=lambda q: (q != "USD", q is None, q or ""))
+    if not order:
+        return f'<div class="chart">{price_chart_svg([])}</div>'
+    return "".join(
+        f'<div class="chart" data-quote="{esc(q or "")}">'
+        f"{price_chart_svg(by_quote[q])}{chart_legend(by_quote[q])}</div>"
+        for q in order
+    )
 
 
 # --- asset pages ------------------------------------------------------------------------------
@@ -865,10 +887,11 @@ def asset_page(view: AssetPage) -> str:
         f"<div class='stat'><b>{len(view.prices)}</b><span>sources with a price</span></div>"
         f"<div class='stat'><b>{fmt_int(points)}</b><span>chart points</span></div></div>"
         f"<h2>Price over time {_range_links(view)}</h2>"
-        f'<div class="chart">{price_chart_svg(view.series)}{chart_legend(view.series)}</div>'
-        '<p class="muted small">CSV history: the last observation of each of at most '
-        f"{MAX_CHART_POINTS} equal time buckets, read in SQL. API sources: their stored payload "
-        "history (raw tables, the newest versions) plus the latest snapshot.</p>"
+        f"{_charts(view.series)}"
+        '<p class="muted small">Each line is one market series (venue, base/quote, interval): '
+        f"the closes of at most {MAX_CHART_POINTS} buckets computed in SQL, as "
+        f"{link(f'/assets/{a.id}/prices', 'JSON /assets/' + str(a.id) + '/prices')} returns "
+        "them. One chart per quote currency.</p>"
         f"<h2>Latest price per source</h2>{_price_table(view)}"
         '<p class="muted small">Spread = (max &minus; min) / min &times; 100 over these latest '
         "prices that were observed within 24 h of the newest one (same as "

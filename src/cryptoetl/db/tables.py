@@ -1,12 +1,17 @@
 """Table metadata. Alembic migrations own the live schema; a test proves both agree.
 
-Naming: ``raw_*`` tables keep payloads as received; ``records`` is the one normalized table
-(market and news rows); ``assets``/``asset_mappings`` give every coin one canonical identity;
+Naming: ``raw_*`` tables keep payloads as received; the normalized records are
+``market_observations`` (each one an observation of a ``market_series``: venue, base, quote,
+interval) and ``news_items``, sharing one id sequence; the view ``records`` shows both in one
+shape for SQL users. ``assets``/``asset_mappings`` give every coin one canonical identity;
 ``checkpoints``, ``runs``, ``rejected_records`` and ``drift_events`` are the ETL's bookkeeping;
-``record_counts`` keeps exact per-group totals so the API never counts the table per request.
+``market_series.observations`` and ``news_counts`` keep exact totals so the API never counts
+a table per request.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -22,6 +27,8 @@ metadata = sa.MetaData(
 )
 
 SOURCE_TYPES_SQL = "source_type IN ('csv', 'coinpaprika', 'coingecko', 'rss')"
+MARKET_SOURCES = ("csv", "coinpaprika", "coingecko")
+MARKET_SOURCES_SQL = "source_type IN ('csv', 'coinpaprika', 'coingecko')"
 NOW = sa.text("now()")
 
 
@@ -93,21 +100,104 @@ asset_mappings = sa.Table(
     sa.Index(None, "asset_id"),
 )
 
-records = sa.Table(
-    "records",
+# One id space for every normalized record (market observation or news item), so /data can page
+# through both kinds with one keyset (source_timestamp, id).
+record_ids = sa.Sequence("record_id_seq", metadata=metadata, cache=1000)
+
+# A market series: one venue's prices of one base coin in one quote currency at one interval.
+# NULL quote / interval mean *unknown* (the source did not say); the unique key treats each
+# unknown as one value, so rows of one file with an unknown quote still share their series.
+market_series = sa.Table(
+    "market_series",
     metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("source_type", sa.Text, nullable=False),
+    sa.Column("venue", sa.Text, nullable=False),
+    # The source's own id for the base coin: an API's coin id, or the ticker for CSV rows.
+    sa.Column("base", sa.Text, nullable=False),
+    sa.Column("symbol", sa.Text, nullable=False),
+    sa.Column("quote", sa.Text, nullable=True),
+    sa.Column("interval", sa.Text, nullable=True),
+    # `venue:base/quote:interval` ("?" for unknown): with a timestamp, a record's source_id.
+    sa.Column(
+        "key",
+        sa.Text,
+        sa.Computed(
+            "venue || ':' || base || '/' || coalesce(quote, '?') || ':' || coalesce(interval, '?')",
+            persisted=True,
+        ),
+        nullable=False,
+    ),
+    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=False),
+    # How venue, quote and interval were found ("file name", "declared", "row spacing", ...).
+    sa.Column("info", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # Kept by the store in the same transaction as every write: the exact count of the series'
+    # observations and their time bounds (a batch entirely outside them is new: plain COPY).
+    sa.Column("observations", sa.BigInteger, nullable=False, server_default="0"),
+    _tstz("first_ts"),
+    _tstz("last_ts"),
+    _tstz("created_at", nullable=False, default_now=True),
+    sa.CheckConstraint(MARKET_SOURCES_SQL, name="source_type"),
+    sa.Index(
+        "uq_market_series_key",
+        "source_type",
+        "venue",
+        "base",
+        sa.text("coalesce(quote, '')"),
+        sa.text("coalesce(interval, '')"),
+        unique=True,
+    ),
+    sa.Index(None, "asset_id"),
+)
+
+# Observations of market series, partitioned by source (partition pruning serves the
+# `source_type` filter). Two indexes only, because every index costs each of millions of rows:
+# the identity (series, timestamp) and the keyset order of /data.
+market_observations = sa.Table(
+    "market_observations",
+    metadata,
+    sa.Column("id", sa.BigInteger, server_default=record_ids.next_value(), nullable=False),
+    sa.Column("source_type", sa.Text, nullable=False),
+    sa.Column("series_id", sa.Integer, nullable=False),
+    _tstz("source_timestamp", nullable=False),
+    sa.Column("price", sa.Float, nullable=True),
+    sa.Column("open", sa.Float, nullable=True),
+    sa.Column("high", sa.Float, nullable=True),
+    sa.Column("low", sa.Float, nullable=True),
+    sa.Column("volume_base", sa.Float, nullable=True),
+    sa.Column("volume_quote", sa.Float, nullable=True),
+    sa.Column("market_cap", sa.Float, nullable=True),
+    sa.Column("change_pct", sa.Float, nullable=True),
+    sa.Column("rank", sa.Integer, nullable=True),
+    sa.Column("metadata", pg.JSONB, nullable=True),
+    _tstz("updated_at", nullable=False, default_now=True),
+    sa.Index(
+        "uq_market_observations_key",
+        "source_type",
+        "series_id",
+        "source_timestamp",
+        unique=True,
+    ),
+    sa.Index("ix_market_observations_ts_id", sa.text("source_timestamp DESC"), sa.text("id DESC")),
+    postgresql_partition_by="LIST (source_type)",
+)
+MARKET_PARTITIONS = {source: f"market_observations_{source}" for source in MARKET_SOURCES}
+
+
+def declared_here(obj: Any, name: str | None, type_: str, reflected: bool, _: Any) -> bool:
+    """Alembic's ``include_object``: the partitions of market_observations (and the indexes
+    they inherit) are made by the migration from the partitioned table, not declared here."""
+    table = obj.table.name if type_ in ("index", "unique_constraint") else name
+    return not (reflected and table in MARKET_PARTITIONS.values())
+
+
+news_items = sa.Table(
+    "news_items",
+    metadata,
+    sa.Column("id", sa.BigInteger, server_default=record_ids.next_value(), primary_key=True),
     sa.Column("source_type", sa.Text, nullable=False),
     sa.Column("source_id", sa.Text, nullable=False),
-    sa.Column("asset_id", sa.BigInteger, sa.ForeignKey("assets.id"), nullable=True),
-    sa.Column("symbol", sa.Text, nullable=True),
-    sa.Column("price_usd", sa.Float, nullable=True),
-    sa.Column("market_cap_usd", sa.Float, nullable=True),
-    sa.Column("volume_24h_usd", sa.Float, nullable=True),
-    sa.Column("change_24h_pct", sa.Float, nullable=True),
-    sa.Column("rank", sa.Integer, nullable=True),
-    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("title", sa.Text, nullable=False),
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("url", sa.Text, nullable=True),
     sa.Column("author", sa.Text, nullable=True),
@@ -119,7 +209,7 @@ records = sa.Table(
         nullable=False,
         server_default=sa.text("'{}'"),
     ),
-    # Rows without a source time sort by ingestion time; NOT NULL keeps keyset pagination simple.
+    # Entries without a source time sort by ingestion time; NOT NULL keeps keyset paging simple.
     _tstz("source_timestamp", nullable=False),
     sa.Column("content_hash", pg.BYTEA, nullable=False),
     sa.Column("metadata", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
@@ -129,70 +219,32 @@ records = sa.Table(
     sa.Column(
         "search_vector",
         pg.TSVECTOR,
-        # NULL when there is no text (CSV observations), so the partial GIN index skips them.
         sa.Computed(
-            "CASE WHEN title IS NULL AND summary IS NULL THEN NULL "
-            "ELSE to_tsvector('english'::regconfig, "
-            "coalesce(title, '') || ' ' || coalesce(summary, '')) END",
+            "to_tsvector('english'::regconfig, title || ' ' || coalesce(summary, ''))",
             persisted=True,
         ),
         nullable=True,
     ),
     sa.UniqueConstraint("source_type", "source_id"),
-    sa.CheckConstraint("kind IN ('market', 'news')", name="kind"),
-    sa.CheckConstraint(SOURCE_TYPES_SQL, name="source_type"),
-    # Keyset pagination: newest first, id breaks ties.
-    sa.Index("ix_records_ts_id", sa.text("source_timestamp DESC"), sa.text("id DESC")),
+    sa.CheckConstraint("source_type = 'rss'", name="source_type"),
+    sa.Index("ix_news_items_ts_id", sa.text("source_timestamp DESC"), sa.text("id DESC")),
     sa.Index(
-        "ix_records_source_ts_id",
-        "source_type",
-        sa.text("source_timestamp DESC"),
-        sa.text("id DESC"),
-    ),
-    # Partial indexes keep the bulk (market observations) cheap to write: news is rare next to
-    # market rows, so `kind = 'market'` is served by ix_records_ts_id and news by its own index.
-    sa.Index(
-        "ix_records_news_ts_id",
-        sa.text("source_timestamp DESC"),
-        sa.text("id DESC"),
-        postgresql_where=sa.text("kind = 'news'"),
-    ),
-    sa.Index(
-        "ix_records_asset_ts_id",
-        "asset_id",
-        sa.text("source_timestamp DESC"),
-        sa.text("id DESC"),
-        postgresql_where=sa.text("asset_id IS NOT NULL"),
-    ),
-    sa.Index(
-        "ix_records_category_ts_id",
+        "ix_news_items_category_ts_id",
         "category",
         sa.text("source_timestamp DESC"),
         sa.text("id DESC"),
         postgresql_where=sa.text("category IS NOT NULL"),
     ),
-    sa.Index(
-        "ix_records_search_vector",
-        "search_vector",
-        postgresql_using="gin",
-        postgresql_where=sa.text("search_vector IS NOT NULL"),
-    ),
-    sa.Index(
-        "ix_records_mentioned_asset_ids",
-        "mentioned_asset_ids",
-        postgresql_using="gin",
-        postgresql_where=sa.text("kind = 'news'"),
-    ),
+    sa.Index("ix_news_items_search_vector", "search_vector", postgresql_using="gin"),
+    sa.Index("ix_news_items_mentioned_asset_ids", "mentioned_asset_ids", postgresql_using="gin"),
 )
 
-# Exact totals per (source_type, kind, asset), kept current by a trigger on `records` in the
-# same transaction as each write, so `total_records` never needs COUNT(*) over the table.
-record_counts = sa.Table(
-    "record_counts",
+# Exact news totals per source (asset_id 0) and per mentioned asset, kept current by triggers on
+# `news_items` in the same transaction as each write, so /data never counts the table.
+news_counts = sa.Table(
+    "news_counts",
     metadata,
     sa.Column("source_type", sa.Text, primary_key=True),
-    sa.Column("kind", sa.Text, primary_key=True),
-    # 0 stands for "no asset" so the column can be part of the primary key.
     sa.Column("asset_id", sa.BigInteger, primary_key=True),
     sa.Column("n", sa.BigInteger, nullable=False),
 )
@@ -251,10 +303,21 @@ rejected_records = sa.Table(
     sa.Column("run_id", pg.UUID(as_uuid=True), sa.ForeignKey("runs.id"), nullable=False),
     sa.Column("source_key", sa.Text, nullable=False),
     sa.Column("payload", pg.JSONB, nullable=True),
+    # SHA-256 of the canonical payload: a re-read of the same bad row is not stored again.
+    # NULL on rows stored before revision 0002.
+    sa.Column("payload_hash", pg.BYTEA, nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
     _tstz("created_at", nullable=False, default_now=True),
     sa.Index(None, "run_id"),
     sa.Index("ix_rejected_records_source_created", "source_type", sa.text("created_at DESC")),
+    sa.Index(
+        "uq_rejected_records_key",
+        "source_type",
+        "source_key",
+        "payload_hash",
+        unique=True,
+        postgresql_where=sa.text("payload_hash IS NOT NULL"),
+    ),
 )
 
 drift_events = sa.Table(

@@ -22,14 +22,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptoetl.coins import known_coins
-from cryptoetl.db.tables import asset_mappings, assets
-from cryptoetl.sources.base import MarketRecord
+from cryptoetl.db.tables import assets
+from cryptoetl.sources.base import MarketRecord, SourceError
+
+DEFAULT_MAX_NEW_ASSETS = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,9 @@ def normalize_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "", folded.lower())
 
 
-def mapping_key(record: MarketRecord) -> str:
-    """The source's own id for the coin: its API id, or the ticker for CSV observations."""
-    return record.coin_id or record.symbol.upper()
-
-
 class AssetResolver:
-    """Resolves records to asset ids inside the caller's transaction, caching what it learns."""
+    """Resolves records to asset ids inside the caller's transaction (on its asyncpg
+    connection), caching what it learns."""
 
     def __init__(self) -> None:
         self.seed = known_coins()
@@ -62,6 +61,7 @@ class AssetResolver:
         }
         self._seed_ids: dict[str, int] = {}
         self._cache: dict[tuple[str, str], int] = {}
+        self._new_budget = DEFAULT_MAX_NEW_ASSETS
         self._mention_pattern = re.compile(
             r"(?<![\w$])("
             + "|".join(
@@ -106,101 +106,142 @@ class AssetResolver:
                 found[asset_id] = None
         return list(found)
 
-    async def resolve(
-        self, conn: AsyncConnection, records: list[MarketRecord]
-    ) -> dict[tuple[str, str], int]:
-        """Asset id for every (source_type, mapping key) among ``records``."""
-        wanted = {(r.source_type, mapping_key(r)): r for r in records}
+    def start_run(self, max_new_assets: int) -> None:
+        """Per source run: at most ``max_new_assets`` new assets (a hostile or broken upstream
+        that invents a million coins fails the run instead of filling the table)."""
+        self._new_budget = max_new_assets
+
+    async def resolve(self, driver: Any, records: list[MarketRecord]) -> dict[tuple[str, str], int]:
+        """Asset id for every (source_type, base key) among ``records``.
+
+        Set-based: existing mappings, the known coins, symbol+name matches and new assets each
+        cost one statement for the whole batch, whatever the number of new coins.
+        """
+        wanted = {(r.source_type, r.base_key): r for r in records}
         missing = [key for key in wanted if key not in self._cache]
         if missing:
-            await self._load_mappings(conn, missing)
-            for key in missing:
-                if key not in self._cache:
-                    self._cache[key] = await self._map_new(conn, wanted[key])
+            await self._load_mappings(driver, missing)
+            unmapped = [wanted[key] for key in missing if key not in self._cache]
+            if unmapped:
+                await self._map_new(driver, unmapped)
+                await self._load_mappings(driver, [(r.source_type, r.base_key) for r in unmapped])
         return {key: self._cache[key] for key in wanted}
 
-    async def _load_mappings(self, conn: AsyncConnection, keys: Sequence[tuple[str, str]]) -> None:
-        pairs = sa.tuple_(asset_mappings.c.source_type, asset_mappings.c.source_id)
-        result = await conn.execute(
-            sa.select(
-                asset_mappings.c.source_type, asset_mappings.c.source_id, asset_mappings.c.asset_id
-            ).where(pairs.in_(keys))
-        )
-        for source_type, source_id, asset_id in result.all():
+    async def _load_mappings(self, driver: Any, keys: Sequence[tuple[str, str]]) -> None:
+        sources, ids = (list(column) for column in zip(*keys, strict=True))
+        for source_type, source_id, asset_id in await driver.fetch(_MAPPINGS, sources, ids):
             self._cache[(source_type, source_id)] = asset_id
 
-    async def _map_new(self, conn: AsyncConnection, record: MarketRecord) -> int:
-        match = self._seed_match(record) or await self._symbol_name_match(conn, record)
-        if match is None:
-            match = Match(await self._create_asset(conn, record), "new", 1.0)
-        stmt = (
-            insert(asset_mappings)
-            .values(
-                asset_id=match.asset_id,
-                source_type=record.source_type,
-                source_id=mapping_key(record),
-                symbol=record.symbol.upper(),
-                name=record.name,
-                match_method=match.method,
-                confidence=match.confidence,
-            )
-            .on_conflict_do_nothing(index_elements=["source_type", "source_id"])
-        )
-        await conn.execute(stmt)
-        # A concurrent writer may have mapped it first: its answer is the one that counts.
-        return _as_int(
-            await conn.scalar(
-                sa.select(asset_mappings.c.asset_id).where(
-                    asset_mappings.c.source_type == record.source_type,
-                    asset_mappings.c.source_id == mapping_key(record),
-                )
-            )
-        )
+    async def _map_new(self, driver: Any, records: list[MarketRecord]) -> None:
+        matches: dict[tuple[str, str], Match] = {}
+        for record in records:
+            seed = self._seed_match(record)
+            if seed is not None:
+                matches[(record.source_type, record.base_key)] = seed
+        rest = [r for r in records if (r.source_type, r.base_key) not in matches]
+        matches |= await self._symbol_name_matches(driver, rest)
+        fresh = [r for r in rest if (r.source_type, r.base_key) not in matches]
+        matches |= await self._create_assets(driver, fresh)
+        rows = [
+            (r.source_type, r.base_key, r.symbol.upper(), r.name, *_match_columns(matches, r))
+            for r in records
+        ]
+        # A concurrent writer may map a coin first: ON CONFLICT keeps its answer, which the
+        # caller reads back.
+        await driver.execute(_INSERT_MAPPINGS, *(list(c) for c in zip(*rows, strict=True)))
 
     def _seed_match(self, record: MarketRecord) -> Match | None:
         by_id = self._seed_by_source.get(record.source_type, {})
-        seed = by_id.get(
-            mapping_key(record) if record.source_type != "csv" else record.symbol.upper()
-        )
+        seed = by_id.get(record.base_key if record.source_type != "csv" else record.symbol.upper())
         if seed is None or seed.slug not in self._seed_ids:
             return None
         confidence = 0.9 if record.source_type == "csv" else 1.0
         return Match(self._seed_ids[seed.slug], "seed", confidence)
 
-    async def _symbol_name_match(self, conn: AsyncConnection, record: MarketRecord) -> Match | None:
-        if not record.name:
-            return None
-        asset_id = await conn.scalar(
-            sa.select(assets.c.id)
-            .where(
-                assets.c.symbol == record.symbol.upper(),
-                assets.c.normalized_name == normalize_name(record.name),
-            )
-            .order_by(assets.c.id)
-            .limit(1)
+    async def _symbol_name_matches(
+        self, driver: Any, records: list[MarketRecord]
+    ) -> dict[tuple[str, str], Match]:
+        named = [r for r in records if r.name]
+        if not named:
+            return {}
+        found = await driver.fetch(
+            _SYMBOL_NAME,
+            [r.symbol.upper() for r in named],
+            [normalize_name(r.name or "") for r in named],
         )
-        return Match(int(asset_id), "symbol_name", 0.8) if asset_id is not None else None
+        by_pair = {(symbol, name): asset_id for symbol, name, asset_id in found}
+        matches: dict[tuple[str, str], Match] = {}
+        for r in named:
+            asset_id = by_pair.get((r.symbol.upper(), normalize_name(r.name or "")))
+            if asset_id is not None:
+                matches[(r.source_type, r.base_key)] = Match(asset_id, "symbol_name", 0.8)
+        return matches
 
-    async def _create_asset(self, conn: AsyncConnection, record: MarketRecord) -> int:
-        name = record.name or record.symbol.upper()
-        normalized = normalize_name(name)
+    async def _create_assets(
+        self, driver: Any, records: list[MarketRecord]
+    ) -> dict[tuple[str, str], Match]:
+        if not records:
+            return {}
+        by_slug: dict[str, list[MarketRecord]] = {}
+        for r in records:
+            by_slug.setdefault(_slug(r), []).append(r)
+        if len(by_slug) > self._new_budget:
+            raise SourceError(
+                f"this run would create {len(by_slug)} new assets, more than the "
+                f"{self._new_budget} left of MAX_NEW_ASSETS_PER_RUN; nothing of this batch "
+                "was written (raise the limit if the upstream really lists that many coins)"
+            )
+        self._new_budget -= len(by_slug)
+        first = [group[0] for group in by_slug.values()]
         # The slug can only collide when symbol and normalized name are equal, which rule 3
         # treats as the same asset anyway; the upsert keeps that race-free.
-        stmt = (
-            insert(assets)
-            .values(
-                slug=f"{record.symbol.lower()}-{normalized}",
-                symbol=record.symbol.upper(),
-                name=name,
-                normalized_name=normalized,
-            )
-            .on_conflict_do_update(index_elements=["slug"], set_={"symbol": record.symbol.upper()})
-            .returning(assets.c.id)
+        rows = await driver.fetch(
+            _CREATE_ASSETS,
+            list(by_slug),
+            [r.symbol.upper() for r in first],
+            [r.name or r.symbol.upper() for r in first],
+            [normalize_name(r.name or r.symbol) for r in first],
         )
-        return int(await conn.scalar(stmt))
+        ids = {row[0]: row[1] for row in rows}
+        return {
+            (r.source_type, r.base_key): Match(ids[slug], "new", 1.0)
+            for slug, group in by_slug.items()
+            for r in group
+        }
 
 
-def _as_int(value: object) -> int:
-    if not isinstance(value, int):
-        raise RuntimeError(f"expected an id from the database, got {value!r}")
-    return value
+_MAPPINGS = """
+SELECT m.source_type, m.source_id, m.asset_id FROM asset_mappings m
+JOIN unnest($1::text[], $2::text[]) AS k(source_type, source_id)
+    ON m.source_type = k.source_type AND m.source_id = k.source_id
+"""
+_SYMBOL_NAME = """
+SELECT DISTINCT ON (k.symbol, k.name) k.symbol, k.name, a.id
+FROM unnest($1::text[], $2::text[]) AS k(symbol, name)
+JOIN assets a ON a.symbol = k.symbol AND a.normalized_name = k.name
+ORDER BY k.symbol, k.name, a.id
+"""
+_CREATE_ASSETS = """
+INSERT INTO assets (slug, symbol, name, normalized_name)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+ON CONFLICT (slug) DO UPDATE SET symbol = excluded.symbol
+RETURNING slug, id
+"""
+_INSERT_MAPPINGS = """
+INSERT INTO asset_mappings (source_type, source_id, symbol, name, asset_id, match_method,
+    confidence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+    $7::numeric[])
+ON CONFLICT (source_type, source_id) DO NOTHING
+"""
+
+
+def _slug(record: MarketRecord) -> str:
+    return f"{record.symbol.lower()}-{normalize_name(record.name or record.symbol)}"
+
+
+def _match_columns(
+    matches: dict[tuple[str, str], Match], record: MarketRecord
+) -> tuple[int, str, float]:
+    match = matches[(record.source_type, record.base_key)]
+    return match.asset_id, match.method, match.confidence

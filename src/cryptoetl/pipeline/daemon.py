@@ -27,6 +27,7 @@ from cryptoetl.db.engine import make_engine
 from cryptoetl.db.tables import worker_heartbeats
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.runner import RunOutcome, SourceRunner
+from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources import build_sources
 from cryptoetl.sources.base import Source, SourceType
 from cryptoetl.sources.http import HttpClient
@@ -60,7 +61,8 @@ class Worker:
             async with HttpClient(self.settings) as http:
                 resolver = AssetResolver()
                 await self._prepare(engine, resolver)
-                runner = SourceRunner(engine, self.settings, resolver, self.worker_id, self.stop)
+                writer = Writer(resolver)
+                runner = SourceRunner(engine, self.settings, writer, self.worker_id, self.stop)
                 yield engine, build_sources(self.settings, http), runner
         finally:
             await engine.dispose()

@@ -26,9 +26,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.config import Settings
-from cryptoetl.db.tables import checkpoints, record_counts, runs
-from cryptoetl.pipeline.assets import AssetResolver
-from cryptoetl.pipeline.store import BatchCounts, write_batch
+from cryptoetl.db.tables import checkpoints, market_series, news_counts, runs
+from cryptoetl.pipeline.store import BatchCounts, Writer
 from cryptoetl.sources.base import Batch, Source, SourceError, SourceType
 
 log = logging.getLogger("cryptoetl.worker")
@@ -133,6 +132,17 @@ def tune_interpreter_for_bulk_loads() -> None:
     sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
 
 
+def _records_of(source: SourceType) -> Any:
+    """The exact number of a source's normalized records (observations or news items)."""
+    observations = sa.select(sa.func.coalesce(sa.func.sum(market_series.c.observations), 0)).where(
+        market_series.c.source_type == source
+    )
+    items = sa.select(sa.func.coalesce(sa.func.sum(news_counts.c.n), 0)).where(
+        news_counts.c.source_type == source, news_counts.c.asset_id == 0
+    )
+    return observations.scalar_subquery() + items.scalar_subquery()
+
+
 def lock_key(source: str) -> int:
     return zlib.crc32(f"cryptoetl:{source}".encode()) & 0x7FFFFFFF
 
@@ -142,13 +152,13 @@ class SourceRunner:
         self,
         engine: AsyncEngine,
         settings: Settings,
-        resolver: AssetResolver,
+        writer: Writer,
         worker_id: str,
         stop: asyncio.Event,
     ) -> None:
         self._engine = engine
         self._settings = settings
-        self._resolver = resolver
+        self._writer = writer
         self._worker_id = worker_id
         self._stop = stop
         self._secrets = settings.secret_values()
@@ -176,6 +186,7 @@ class SourceRunner:
         name = source.source_type
         run_id = uuid.uuid4()
         cursor = await self._begin(name, run_id)
+        self._writer.assets.start_run(self._settings.max_new_assets_per_run)
         outcome = RunOutcome(name, "success", run_id)
         started = time.monotonic()
         log.info(
@@ -190,7 +201,7 @@ class SourceRunner:
         except RunInterrupted as exc:
             outcome.status, outcome.error = "interrupted", str(exc)
         except Exception as exc:
-            self._resolver.forget()
+            self._writer.forget()
             outcome.status, outcome.error = "failed", self._describe(exc)
             if not isinstance(exc, (SourceError, *DATABASE_DOWN)):
                 # Expected failures are reported by _finish; only a bug earns a traceback.
@@ -212,8 +223,8 @@ class SourceRunner:
                 if self._stop.is_set():
                     raise RunInterrupted("worker stopping: run interrupted between batches")
                 async with self._engine.begin() as conn:
-                    counts, drift = await write_batch(
-                        conn, self._resolver, source.source_type, run_id, batch
+                    counts, drift = await self._writer.write_batch(
+                        conn, source.source_type, run_id, batch
                     )
                 outcome.counts.add(counts)
                 self._log_batch(source.source_type, outcome, counts, drift, batch.warnings)
@@ -309,11 +320,7 @@ class SourceRunner:
             log.warning("run ended: %s", outcome.error, extra={**extra, "error": outcome.error})
 
     async def _update_checkpoint(self, conn: Any, outcome: RunOutcome) -> None:
-        total = (
-            sa.select(sa.func.coalesce(sa.func.sum(record_counts.c.n), 0))
-            .where(record_counts.c.source_type == outcome.source)
-            .scalar_subquery()
-        )
+        total = _records_of(outcome.source)
         values: dict[str, Any] = {
             "status": outcome.status,
             "last_run_id": outcome.run_id,

@@ -1,16 +1,25 @@
-"""Writing one batch: raw → assets → normalized upsert → rejects → drift → checkpoint → run.
+"""Writing one batch: raw → series → observations → news → rejects → drift → checkpoint → run.
 
 Everything for a batch happens in the caller's transaction, so the checkpoint advances exactly
-when the rows it covers are committed. The normalized upsert is the one bulk write routine of
-the project: COPY into a temporary staging table, then one ``INSERT … SELECT … ON CONFLICT``
-that skips rows whose content hash did not change (counted as unchanged, no write).
+when the rows it covers are committed.
 
-Speed (measured with bench/ingest_bench.py): raw payloads and records are encoded once with
-msgspec (the canonical bytes give the content hash and are what PostgreSQL parses), the COPY
-carries only the columns a kind uses, raw payloads go in one ``unnest`` statement with lz4
-TOAST compression, and the staging sort is skipped when a batch has no repeated identity. What
-remains is PostgreSQL's own per-row work on ``records`` (five B-tree indexes, the foreign key
-to ``assets``, the count triggers): a 1M-row CSV load is bound by it.
+Market observations (the bulk: millions of CSV rows) take one of two paths per batch:
+
+* **proven new** — every row lies outside its series' time bounds (``market_series.first_ts`` /
+  ``last_ts``, kept exact in the same transaction as every write), so it cannot exist yet: the
+  rows are COPY'd straight into the source's partition. This is the path of a first load, of an
+  appended file and of a snapshot whose ``last_updated`` moved.
+* **maybe known** — anything else (a re-read file, a second export of the same series): COPY
+  into a temporary staging table, then one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` the values
+  differ, so an unchanged row costs no write and is counted as unchanged.
+
+If the proof is ever wrong (someone wrote observations behind the store's back), the COPY fails
+on the unique key inside a savepoint and the batch falls back to the upsert: never an error,
+never a duplicate. Series counts and bounds are updated by one statement per batch.
+
+Duplicates inside one batch (the same series and timestamp twice, the same news identity
+twice) follow one rule for every source: the later one wins, and the earlier ones are counted
+as unchanged (looked at, not written).
 """
 
 from __future__ import annotations
@@ -18,24 +27,25 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cryptoetl.db.tables import RAW_TABLES, checkpoints, drift_events, rejected_records, runs
-from cryptoetl.pipeline.assets import AssetResolver, mapping_key
+from cryptoetl.db.tables import MARKET_PARTITIONS, RAW_TABLES, checkpoints, drift_events, runs
+from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.series import SeriesKey, SeriesResolver, series_key
 from cryptoetl.sources.base import (
     Batch,
     DriftEvent,
     MarketRecord,
     NewsRecord,
     RawPayload,
-    Record,
     Reject,
     SourceType,
     canonical_json,
@@ -44,25 +54,49 @@ from cryptoetl.sources.base import (
 
 _json = msgspec.json.Encoder()
 
-# Staging: every column the upsert writes except the per-batch constants (run id, kind), which
-# are statement parameters. Market rows, the bulk, are COPY'd with MARKET_COLUMNS only (news
-# columns keep their defaults); news rows with NEWS_COLUMNS. Fewer values per row is less work
-# for the COPY encoder, which is most of the Python cost of a large load.
-MARKET_COLUMNS = (
-    "source_type",
-    "source_id",
-    "asset_id",
-    "symbol",
-    "price_usd",
-    "market_cap_usd",
-    "volume_24h_usd",
-    "change_24h_pct",
+# Observation columns in COPY order; the value columns are what "changed" compares.
+VALUE_COLUMNS = (
+    "price",
+    "open",
+    "high",
+    "low",
+    "volume_base",
+    "volume_quote",
+    "market_cap",
+    "change_pct",
     "rank",
-    "title",
-    "source_timestamp",
-    "content_hash",
     "metadata",
 )
+OBSERVATION_COLUMNS = ("series_id", "source_timestamp", *VALUE_COLUMNS)
+ObservationRow = tuple[Any, ...]
+_OBSERVATIONS_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS observations_staging (
+    series_id int, source_timestamp timestamptz, price float8, open float8, high float8,
+    low float8, volume_base float8, volume_quote float8, market_cap float8, change_pct float8,
+    rank int, metadata jsonb
+) ON COMMIT DELETE ROWS
+"""
+_OBSERVATION_UPSERT = """
+WITH written AS (
+    INSERT INTO {partition} AS o ({columns}) SELECT {columns} FROM observations_staging
+    ON CONFLICT (source_type, series_id, source_timestamp) DO UPDATE SET
+        {assignments}, updated_at = now()
+    WHERE ({old}) IS DISTINCT FROM ({new})
+    RETURNING o.series_id, o.source_timestamp, (o.xmax = 0) AS inserted
+)
+SELECT series_id, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted),
+    min(source_timestamp) FILTER (WHERE inserted), max(source_timestamp) FILTER (WHERE inserted)
+FROM written GROUP BY series_id
+"""
+_BOUNDS = "SELECT id, first_ts, last_ts FROM market_series WHERE id = ANY($1::int[]) FOR UPDATE"
+_SETTLE_SERIES = """
+UPDATE market_series s SET observations = s.observations + d.n,
+    first_ts = least(s.first_ts, d.first_ts), last_ts = greatest(s.last_ts, d.last_ts)
+FROM unnest($1::int[], $2::bigint[], $3::timestamptz[], $4::timestamptz[])
+    AS d(id, n, first_ts, last_ts)
+WHERE s.id = d.id
+"""
+
 NEWS_COLUMNS = (
     "source_type",
     "source_id",
@@ -77,44 +111,49 @@ NEWS_COLUMNS = (
     "content_hash",
     "metadata",
 )
-# Columns of `records` written by the upsert, taken from staging (kind and run_id are not).
-STAGED_COLUMNS = tuple(dict.fromkeys((*MARKET_COLUMNS, *NEWS_COLUMNS)))
-RECORD_COLUMNS = ("kind", *STAGED_COLUMNS, "run_id")
-_STAGING_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS records_staging (
-    seq serial, source_type text, source_id text, asset_id bigint, symbol text,
-    price_usd float8, market_cap_usd float8, volume_24h_usd float8, change_24h_pct float8,
-    rank int, title text, summary text, url text, author text, category text,
-    tags text[] NOT NULL DEFAULT '{}', mentioned_asset_ids bigint[] NOT NULL DEFAULT '{}',
-    source_timestamp timestamptz, content_hash bytea, metadata jsonb
+_NEWS_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS news_staging (
+    source_type text, source_id text, title text, summary text, url text, author text,
+    category text, tags text[], mentioned_asset_ids bigint[], source_timestamp timestamptz,
+    content_hash bytea, metadata jsonb
 ) ON COMMIT DELETE ROWS
 """
-_UPDATABLE = [c for c in RECORD_COLUMNS if c not in ("source_type", "source_id")]
-_STAGED = ", ".join(STAGED_COLUMNS)
-_UPSERT_TAIL = f"""
-INSERT INTO records ({", ".join(RECORD_COLUMNS)})
-    SELECT $1::text, {_STAGED}, $2::uuid FROM staged
+_NEWS_UPSERT = f"""
+WITH written AS (
+    INSERT INTO news_items AS n ({", ".join(NEWS_COLUMNS)}, run_id)
+    SELECT {", ".join(NEWS_COLUMNS)}, $1::uuid FROM news_staging
     ON CONFLICT (source_type, source_id) DO UPDATE SET
-        {", ".join(f"{c} = excluded.{c}" for c in _UPDATABLE)}, updated_at = now()
-    WHERE records.content_hash IS DISTINCT FROM excluded.content_hash
+        {", ".join(f"{c} = excluded.{c}" for c in NEWS_COLUMNS[2:])},
+        run_id = excluded.run_id, updated_at = now()
+    WHERE n.content_hash IS DISTINCT FROM excluded.content_hash
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
 """
-# The later of two staged rows with one identity wins (one INSERT cannot touch a row twice).
-_UPSERT_DEDUP = f"""
-WITH staged AS (
-    SELECT DISTINCT ON (source_type, source_id) {_STAGED}
-    FROM records_staging ORDER BY source_type, source_id, seq DESC
-), written AS ({_UPSERT_TAIL}"""
-# Every identity staged once (checked in Python): no sort needed.
-_UPSERT_UNIQUE = f"""
-WITH staged AS (SELECT {_STAGED} FROM records_staging), written AS ({_UPSERT_TAIL}"""
 _RAW_INSERT = """
 INSERT INTO {table} (run_id, source_key, content_hash, payload)
 SELECT $1::uuid, k, h, p::jsonb FROM unnest($2::text[], $3::bytea[], $4::text[]) AS t(k, h, p)
 ON CONFLICT (source_key, content_hash) DO NOTHING
 """
+_REJECT_INSERT = """
+INSERT INTO rejected_records (source_type, run_id, source_key, payload, payload_hash, reason)
+SELECT $1::text, $2::uuid, k, p::jsonb, h, r
+FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[]) AS t(k, p, h, r)
+ON CONFLICT (source_type, source_key, payload_hash) WHERE payload_hash IS NOT NULL DO NOTHING
+"""
+
+
+def _observation_upsert(partition: str) -> str:
+    return _OBSERVATION_UPSERT.format(
+        partition=partition,
+        columns=", ".join(OBSERVATION_COLUMNS),
+        assignments=", ".join(f"{c} = excluded.{c}" for c in VALUE_COLUMNS),
+        old=", ".join(f"o.{c}" for c in VALUE_COLUMNS),
+        new=", ".join(f"excluded.{c}" for c in VALUE_COLUMNS),
+    )
+
+
+_UPSERTS = {source: _observation_upsert(table) for source, table in MARKET_PARTITIONS.items()}
 
 
 @dataclass
@@ -128,21 +167,180 @@ class BatchCounts:
     raw_stored: int = 0
 
     def add(self, other: BatchCounts) -> None:
-        for field in self.__dataclass_fields__:
-            setattr(self, field, getattr(self, field) + getattr(other, field))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_dict(self) -> dict[str, int]:
-        return {field: getattr(self, field) for field in self.__dataclass_fields__}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Writer:
+    """The worker's write path: asset and series resolution, cached across batches."""
+
+    def __init__(self, assets: AssetResolver) -> None:
+        self.assets = assets
+        self.series = SeriesResolver(assets)
+
+    def forget(self) -> None:
+        """After a rolled-back batch, cached ids may name rows that were never committed."""
+        self.series.forget()
+
+    async def write_batch(
+        self, conn: AsyncConnection, source: SourceType, run_id: uuid.UUID, batch: Batch
+    ) -> tuple[BatchCounts, list[DriftEvent]]:
+        """Write a whole batch and its checkpoint in the caller's (single) transaction."""
+        counts = BatchCounts(processed=batch.processed)
+        driver = await _driver(conn)
+        await _prefer_lz4(driver)
+        counts.raw_stored = await store_raw(driver, source, run_id, batch.raw)
+        market = [r for r in batch.records if isinstance(r, MarketRecord)]
+        news = [r for r in batch.records if isinstance(r, NewsRecord)]
+        inserted, updated = await self._write_market(driver, source, market)
+        news_inserted, news_updated = await self._write_news(driver, run_id, news)
+        counts.inserted, counts.updated = inserted + news_inserted, updated + news_updated
+        # Duplicates inside the batch count as unchanged: they were looked at, not written twice.
+        counts.unchanged = len(batch.records) - counts.inserted - counts.updated
+        counts.rejected = await store_rejects(driver, source, run_id, batch.rejects)
+        new_drift = await store_drift(conn, source, run_id, batch.drift)
+        counts.drift_events = len(new_drift)
+        if batch.cursor is not None:
+            await save_cursor(conn, source, run_id, batch.cursor)
+        await add_run_counts(conn, run_id, counts, batch.warnings)
+        return counts, new_drift
+
+    async def _write_market(
+        self, driver: Any, source: SourceType, records: Sequence[MarketRecord]
+    ) -> tuple[int, int]:
+        if not records:
+            return 0, 0
+        groups = _by_series(records)
+        ids = await self.series.resolve(driver, groups)
+        bounds = {r[0]: (r[1], r[2]) for r in await driver.fetch(_BOUNDS, list(ids.values()))}
+        new: list[ObservationRow] = []
+        maybe: list[ObservationRow] = []
+        settled: list[tuple[int, int, datetime, datetime]] = []
+        for key, group in groups.items():
+            series_id = ids[key]
+            rows = _observation_rows(series_id, group)
+            stamps = [row[1] for row in rows]
+            lo, hi = min(stamps), max(stamps)
+            first, last = bounds[series_id]
+            if first is None or last is None or hi < first or lo > last:
+                new += rows  # the common case, decided once per series and batch
+                settled.append((series_id, len(rows), lo, hi))
+            else:
+                maybe += rows
+        if new and not await _copy_new(driver, MARKET_PARTITIONS[source], new):
+            maybe, settled = new + maybe, []
+        updated = 0
+        if maybe:
+            await driver.execute(_OBSERVATIONS_STAGING)
+            await driver.copy_records_to_table(
+                "observations_staging", records=maybe, columns=OBSERVATION_COLUMNS
+            )
+            for series_id, n_inserted, n_updated, lo, hi in await driver.fetch(_UPSERTS[source]):
+                updated += n_updated
+                if n_inserted:
+                    settled.append((series_id, n_inserted, lo, hi))
+        if settled:
+            await driver.execute(_SETTLE_SERIES, *(list(c) for c in zip(*settled, strict=True)))
+        return sum(s[1] for s in settled), updated
+
+    async def _write_news(
+        self, driver: Any, run_id: uuid.UUID, records: Sequence[NewsRecord]
+    ) -> tuple[int, int]:
+        if not records:
+            return 0, 0
+        latest = {(r.source_type, r.source_id): r for r in records}
+        fallback = datetime.now(UTC)
+        rows = [_news_row(r, self.assets, fallback) for r in latest.values()]
+        await driver.execute(_NEWS_STAGING)
+        await driver.copy_records_to_table("news_staging", records=rows, columns=NEWS_COLUMNS)
+        inserted, updated = await driver.fetchrow(_NEWS_UPSERT, run_id)
+        return int(inserted), int(updated)
+
+
+def _by_series(records: Sequence[MarketRecord]) -> dict[SeriesKey, list[MarketRecord]]:
+    """Records grouped by series, in order. The full key is only built when a base coin is
+    seen with other venue/quote/interval than before (per row, a dict lookup on the base)."""
+    groups: dict[SeriesKey, list[MarketRecord]] = {}
+    by_base: dict[str, tuple[MarketRecord, list[MarketRecord]]] = {}
+    for r in records:
+        base = r.coin_id or r.symbol
+        seen = by_base.get(base)
+        if seen is not None:
+            first, group = seen
+            if r.venue == first.venue and r.quote == first.quote and r.interval == first.interval:
+                group.append(r)
+                continue
+        group = groups.setdefault(series_key(r), [])
+        group.append(r)
+        by_base[base] = (r, group)
+    return groups
+
+
+def _observation_rows(series_id: int, records: list[MarketRecord]) -> list[ObservationRow]:
+    """COPY rows in OBSERVATION_COLUMNS order, one per timestamp: the later record wins."""
+    encode = _json.encode
+    rows = [
+        (
+            series_id,
+            r.source_timestamp,
+            r.price,
+            r.open,
+            r.high,
+            r.low,
+            r.volume_base,
+            r.volume_quote,
+            r.market_cap,
+            r.change_pct,
+            r.rank,
+            None if r.metadata is None else encode(r.metadata).decode(),
+        )
+        for r in records
+    ]
+    if len({row[1] for row in rows}) < len(rows):
+        rows = list({row[1]: row for row in rows}.values())
+    return rows
+
+
+async def _copy_new(driver: Any, partition: str, rows: list[ObservationRow]) -> bool:
+    """COPY rows the series bounds prove new; False (nothing written) if one existed after all."""
+    await driver.execute("SAVEPOINT observations_copy")
+    try:
+        await driver.copy_records_to_table(partition, records=rows, columns=OBSERVATION_COLUMNS)
+    except asyncpg.UniqueViolationError:
+        await driver.execute("ROLLBACK TO SAVEPOINT observations_copy")
+        return False
+    await driver.execute("RELEASE SAVEPOINT observations_copy")
+    return True
+
+
+def _news_row(record: NewsRecord, assets: AssetResolver, fallback_ts: datetime) -> tuple[Any, ...]:
+    return (
+        record.source_type,
+        record.source_id,
+        record.title,
+        record.summary,
+        record.url,
+        record.author,
+        record.category,
+        list(record.tags),
+        assets.mentions(record.title),
+        record.source_timestamp or fallback_ts,
+        content_hash(record),
+        _json.encode(record.metadata).decode(),
+    )
 
 
 async def _driver(conn: AsyncConnection) -> Any:
     """The asyncpg connection under ``conn``, inside the caller's transaction.
 
-    SQLAlchemy begins its transaction lazily, on the first statement it runs: the staging DDL
+    SQLAlchemy begins its transaction lazily, on the first statement it runs: a trivial statement
     goes through SQLAlchemy first, so whatever runs on the driver afterwards is in that same
     transaction (never in autocommit).
     """
-    await conn.exec_driver_sql(_STAGING_DDL)
+    await conn.exec_driver_sql("SELECT 1")
     raw_conn = await conn.get_raw_connection()
     driver = raw_conn.driver_connection
     assert driver is not None
@@ -172,11 +370,7 @@ def _affected(status: str) -> int:
 
 
 async def store_raw(
-    conn: AsyncConnection,
-    source: SourceType,
-    run_id: uuid.UUID,
-    raw: Sequence[RawPayload],
-    driver: Any = None,
+    driver: Any, source: SourceType, run_id: uuid.UUID, raw: Sequence[RawPayload]
 ) -> int:
     """Insert payloads; identical content for the same key is stored once."""
     if not raw:
@@ -190,113 +384,24 @@ async def store_raw(
         keys.append(item.source_key)
         hashes.append(digest)
         payloads.append(encoded.decode())
-    driver = driver or await _driver(conn)
-    await _prefer_lz4(driver)
     sql = _RAW_INSERT.format(table=RAW_TABLES[source].name)
     return _affected(await driver.execute(sql, run_id, keys, hashes, payloads))
 
 
-def _market_rows(
-    records: Sequence[MarketRecord], asset_ids: dict[tuple[str, str], int]
-) -> list[tuple[Any, ...]]:
-    """COPY rows in MARKET_COLUMNS order (the hot loop of a large load: locals only)."""
-    metadata_json = _json.encode
-    return [
-        (
-            r.source_type,
-            r.source_id,
-            asset_ids[(r.source_type, mapping_key(r))],
-            r.symbol,
-            r.price_usd,
-            r.market_cap_usd,
-            r.volume_24h_usd,
-            r.change_24h_pct,
-            r.rank,
-            r.name,
-            r.source_timestamp,
-            content_hash(r),
-            metadata_json(r.metadata).decode(),
-        )
-        for r in records
-    ]
-
-
-def _news_rows(
-    records: Sequence[NewsRecord], resolver: AssetResolver, fallback_ts: datetime
-) -> list[tuple[Any, ...]]:
-    return [
-        (
-            r.source_type,
-            r.source_id,
-            r.title,
-            r.summary,
-            r.url,
-            r.author,
-            r.category,
-            list(r.tags),
-            resolver.mentions(r.title),
-            r.source_timestamp or fallback_ts,
-            content_hash(r),
-            _json.encode(r.metadata).decode(),
-        )
-        for r in records
-    ]
-
-
-async def upsert_records(
-    conn: AsyncConnection,
-    resolver: AssetResolver,
-    records: Sequence[Record],
-    run_id: uuid.UUID,
-    driver: Any = None,
-) -> tuple[int, int, int]:
-    """Bulk upsert; returns (inserted, updated, unchanged)."""
-    market = [r for r in records if isinstance(r, MarketRecord)]
-    news = [r for r in records if isinstance(r, NewsRecord)]
-    if not (market or news):
-        return 0, 0, len(records)
-    driver = driver or await _driver(conn)
-    inserted = updated = 0
-    if market:
-        rows = _market_rows(market, await resolver.resolve(conn, market))
-        inserted, updated = await _upsert_rows(driver, "market", rows, MARKET_COLUMNS, run_id)
-    if news:
-        if market:  # staging empties itself at commit; a mixed batch empties it here
-            await driver.execute("DELETE FROM records_staging")
-        rows = _news_rows(news, resolver, datetime.now(UTC))
-        i, u = await _upsert_rows(driver, "news", rows, NEWS_COLUMNS, run_id)
-        inserted, updated = inserted + i, updated + u
-    # Duplicates inside one batch count as unchanged: they were looked at, not written twice.
-    return inserted, updated, len(records) - inserted - updated
-
-
-async def _upsert_rows(
-    driver: Any, kind: str, rows: list[tuple[Any, ...]], columns: tuple[str, ...], run_id: uuid.UUID
-) -> tuple[int, int]:
-    """COPY rows into staging, then one INSERT … ON CONFLICT; (inserted, updated)."""
-    await driver.copy_records_to_table("records_staging", records=rows, columns=columns)
-    unique = len({(r[0], r[1]) for r in rows}) == len(rows)
-    row = await driver.fetchrow(_UPSERT_UNIQUE if unique else _UPSERT_DEDUP, kind, run_id)
-    return int(row[0]), int(row[1])
-
-
 async def store_rejects(
-    conn: AsyncConnection, source: SourceType, run_id: uuid.UUID, rejects: Sequence[Reject]
+    driver: Any, source: SourceType, run_id: uuid.UUID, rejects: Sequence[Reject]
 ) -> int:
+    """Store rejects; the same bad payload at the same key is stored once (a re-read of a file
+    does not multiply them). Returns how many this batch rejected, stored before or not."""
     if rejects:
-        await conn.execute(
-            rejected_records.insert(),
-            [
-                {
-                    "source_type": source,
-                    "run_id": run_id,
-                    "source_key": r.source_key,
-                    "payload": msgspec.to_builtins(r.payload),
-                    "reason": r.reason,
-                }
-                for r in rejects
-            ],
-        )
+        keys, payloads, hashes, reasons = [], [], [], []
+        for r in rejects:
+            encoded, digest = canonical_json(r.payload)
+            keys.append(r.source_key)
+            payloads.append(encoded.decode())
+            hashes.append(digest)
+            reasons.append(r.reason)
+        await driver.execute(_REJECT_INSERT, source, run_id, keys, payloads, hashes, reasons)
     return len(rejects)
 
 
@@ -348,26 +453,3 @@ async def add_run_counts(
     if warnings:
         values["warnings"] = runs.c.warnings + sa.cast(warnings, runs.c.warnings.type)
     await conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
-
-
-async def write_batch(
-    conn: AsyncConnection,
-    resolver: AssetResolver,
-    source: SourceType,
-    run_id: uuid.UUID,
-    batch: Batch,
-) -> tuple[BatchCounts, list[DriftEvent]]:
-    """Write a whole batch and its checkpoint in the caller's (single) transaction."""
-    counts = BatchCounts(processed=batch.processed)
-    driver = await _driver(conn) if batch.raw or batch.records else None
-    counts.raw_stored = await store_raw(conn, source, run_id, batch.raw, driver)
-    counts.inserted, counts.updated, counts.unchanged = await upsert_records(
-        conn, resolver, batch.records, run_id, driver
-    )
-    counts.rejected = await store_rejects(conn, source, run_id, batch.rejects)
-    new_drift = await store_drift(conn, source, run_id, batch.drift)
-    counts.drift_events = len(new_drift)
-    if batch.cursor is not None:
-        await save_cursor(conn, source, run_id, batch.cursor)
-    await add_run_counts(conn, run_id, counts, batch.warnings)
-    return counts, new_drift

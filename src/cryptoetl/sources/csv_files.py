@@ -861,6 +861,7 @@ def make_row_parser(
     price_name = header[pi] if pi >= 0 else "price"
     flt = float
     numeric = (pi, mi, vi, oi, hi, li, ci)
+    venue = "file:" + os.path.splitext(file_name)[0].lower()  # interim: until series detection
 
     def messy_numbers(row: list[str]) -> list[float | None] | str:
         """The careful path, cell by cell, naming the column that does not parse."""
@@ -925,26 +926,21 @@ def make_row_parser(
             return f"negative market cap in column {header[mi]!r}: {row[mi]!r}"
         if volume is not None and volume < 0:
             return f"negative volume in column {header[vi]!r}: {row[vi]!r}"
-        metadata: JsonDict = {
-            "open": open_,
-            "high": high,
-            "low": low,
-            "file": file_name,
-            "line": line,
-        }
-        if coin.extra:
-            metadata.update(coin.extra)
+        quote = coin.extra.get("quote") if coin.extra else None
         return MarketRecord(
             source_type="csv",
-            source_id=f"{coin.symbol}:{iso}",
+            venue=venue,
             symbol=coin.symbol,
+            quote=quote,
+            interval=None,
             name=coin.name,
-            price_usd=price,
-            market_cap_usd=mcap,
-            volume_24h_usd=volume,
-            change_24h_pct=change,
+            price=price,
+            open=open_,
+            high=high,
+            low=low,
+            market_cap=mcap,
+            change_pct=change,
             source_timestamp=when,
-            metadata=metadata,
         )
 
     return parse
@@ -1396,7 +1392,7 @@ class _FileReader:
                     )
                 )
             else:
-                records[result.source_id] = result
+                records[f"{line}"] = result
             before_end, before_lines = end, lines
             end, lines = feed.pos, reader.line_num
         if end == self.limit and end > 0 and rows and not _ends_with_newline(feed.file, end):

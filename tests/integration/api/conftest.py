@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptoetl.api.app import create_app
 from cryptoetl.config import load_settings
 from cryptoetl.pipeline.assets import AssetResolver
-from cryptoetl.pipeline.store import write_batch
+from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources.base import (
+    SNAPSHOT,
     Batch,
     DriftEvent,
     MarketRecord,
@@ -77,9 +78,24 @@ def _truncate(db: TestDatabase) -> None:
 
 
 def _market(source: SourceType, coin_id: str | None, symbol: str, name: str, **kw: Any) -> Any:
-    source_id = kw.pop("source_id", None) or coin_id or symbol
+    """A record in the units these fixtures give: USD, candles of 1h for CSV."""
+    renamed = {
+        "price_usd": "price",
+        "market_cap_usd": "market_cap",
+        "volume_24h_usd": "volume_quote",
+        "change_24h_pct": "change_pct",
+    }
+    values = {renamed.get(key, key): value for key, value in kw.items()}
+    snapshot = source != "csv"
     return MarketRecord(
-        source_type=source, source_id=source_id, symbol=symbol, name=name, coin_id=coin_id, **kw
+        source_type=source,
+        venue=source if snapshot else "testex",
+        symbol=symbol.upper(),
+        quote="USD",
+        interval=SNAPSHOT if snapshot else "1h",
+        name=name,
+        coin_id=coin_id,
+        **values,
     )
 
 
@@ -177,7 +193,6 @@ def csv_records() -> list[Record]:
                 None,
                 "BTC",
                 "Bitcoin",
-                source_id=f"BTC:{ts.isoformat()}",
                 price_usd=49_000.0 - k * 10,
                 source_timestamp=ts,
             )
@@ -190,7 +205,6 @@ def csv_records() -> list[Record]:
                 None,
                 "ETH",
                 "Ethereum",
-                source_id=f"ETH:{ts.isoformat()}",
                 price_usd=2_900.0 + k,
                 source_timestamp=ts,
             )
@@ -291,7 +305,7 @@ async def _write(
         )
         batch.drift.append(DriftEvent(field="new_field", change="added", observed_type="str"))
     async with engine.begin() as conn:
-        await write_batch(conn, resolver, source, run_id, batch)
+        await Writer(resolver).write_batch(conn, source, run_id, batch)
 
 
 def _finish(db: TestDatabase, source: str, run_id: uuid.UUID, started: datetime) -> None:
@@ -311,7 +325,7 @@ def _finish(db: TestDatabase, source: str, run_id: uuid.UUID, started: datetime)
         "UPDATE checkpoints SET status = %s, last_run_id = %s, last_success_at = %s, "
         "last_failure_at = %s, last_error = %s, last_run_processed = "
         "(SELECT processed FROM runs WHERE id = %s), records_total = "
-        "(SELECT coalesce(sum(n), 0) FROM record_counts WHERE source_type = %s) "
+        "(SELECT count(*) FROM records WHERE source_type = %s) "
         "WHERE source_type = %s",
         status,
         run_id,

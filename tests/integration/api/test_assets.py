@@ -118,15 +118,19 @@ def test_spread_compares_only_current_prices() -> None:
     from datetime import UTC, datetime, timedelta
 
     from cryptoetl.api.assets import spread_pct
-    from cryptoetl.api.schemas import SourcePrice
+    from cryptoetl.api.schemas import SeriesRef, SourcePrice
 
     now = datetime(2026, 11, 29, 12, tzinfo=UTC)
 
-    def price(source: str, value: float, age: timedelta) -> SourcePrice:
+    def price(source: str, value: float, age: timedelta, quote: str = "USD") -> SourcePrice:
+        usd = quote == "USD"
         return SourcePrice(
             source_type=source,
             source_id=source,
-            price_usd=value,
+            series=SeriesRef(id=1, venue=source, base="BTC", quote=quote, interval="1d"),
+            quote=quote,
+            price=value,
+            price_usd=value if usd else None,
             market_cap_usd=None,
             volume_24h_usd=None,
             change_24h_pct=None,
@@ -142,3 +146,5 @@ def test_spread_compares_only_current_prices() -> None:
     assert spread_pct([*current, stale_csv]) == pytest.approx(1.0)
     assert spread_pct([current[0], stale_csv]) is None
     assert spread_pct([]) is None
+    # A USDT or BTC price is another unit: never part of a USD spread.
+    assert spread_pct([*current, price("csv", 130.0, timedelta(0), "USDT")]) == pytest.approx(1.0)

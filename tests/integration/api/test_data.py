@@ -9,7 +9,7 @@ import httpx
 import msgspec
 import pytest
 
-from cryptoetl.api.data import MAX_OFFSET
+from cryptoetl.api.data.query import MAX_OFFSET
 from cryptoetl.api.schemas import DataPage
 from tests.integration.api.conftest import SQLI, ApiData, body, sql
 from tests.pg import TestDatabase
@@ -38,7 +38,23 @@ ITEM_KEYS = {
     "author",
     "asset",
     "mentioned_assets",
+    "series",
+    "quote",
+    "price",
+    "open",
+    "high",
+    "low",
+    "volume_base",
+    "volume_quote",
+    "market_cap",
+    "change_pct",
 }
+
+
+MENTIONS = (
+    "(asset_id = (SELECT id FROM assets WHERE slug = '{slug}') "
+    "OR (SELECT id FROM assets WHERE slug = '{slug}') = ANY(mentioned_asset_ids))"
+)
 
 
 def ordered_ids(db: TestDatabase, where: str = "TRUE", *params: Any) -> list[int]:
@@ -155,9 +171,18 @@ async def test_market_and_news_items(client: Client, api_data: ApiData) -> None:
         ({"source_type": ["rss", "csv"]}, "source_type IN ('rss', 'csv')"),
         ({"kind": "news"}, "kind = 'news'"),
         ({"kind": "market"}, "kind = 'market'"),
-        ({"asset": "bitcoin"}, "asset_id = (SELECT id FROM assets WHERE slug = 'bitcoin')"),
-        ({"asset": "btc"}, "asset_id = (SELECT id FROM assets WHERE slug = 'bitcoin')"),
-        ({"asset": "ETH"}, "asset_id = (SELECT id FROM assets WHERE slug = 'ethereum')"),
+        # An asset's observations and the news that mention it.
+        ({"asset": "bitcoin"}, MENTIONS.format(slug="bitcoin")),
+        ({"asset": "btc"}, MENTIONS.format(slug="bitcoin")),
+        ({"asset": "ETH"}, MENTIONS.format(slug="ethereum")),
+        (
+            {"asset": "bitcoin", "kind": "news"},
+            MENTIONS.format(slug="bitcoin") + " AND kind = 'news'",
+        ),
+        ({"quote": "usd"}, "quote = 'USD'"),
+        ({"venue": "testex", "interval": "1h"}, "venue = 'testex' AND interval = '1h'"),
+        ({"interval": "snapshot", "source_type": "coinpaprika"}, "source_type = 'coinpaprika'"),
+        ({"quote": "unknown"}, "FALSE"),
         (
             {"asset": "bitcoin", "source_type": "csv", "kind": "market"},
             "asset_id = (SELECT id FROM assets WHERE slug = 'bitcoin') AND source_type = 'csv'",
@@ -180,19 +205,26 @@ async def test_asset_by_numeric_id(
 ) -> None:
     page = await get_page(client, asset=str(api_data.btc_id), page_size=1000)
     assert page["metadata"]["pagination"]["total_records"] == count(
-        database, "asset_id = %s", api_data.btc_id
+        database, MENTIONS.format(slug="bitcoin")
     )
-    assert {i["asset"]["id"] for i in page["data"]} == {api_data.btc_id}
+    assert {
+        (i["asset"] or next(a for a in i["mentioned_assets"] if a["slug"] == "bitcoin"))["id"]
+        for i in page["data"]
+    } == {api_data.btc_id}
     assert page["metadata"]["filters_applied"] == {"asset": str(api_data.btc_id)}
 
 
 async def test_category_is_estimated(
     client: Client, database: TestDatabase, api_data: ApiData
 ) -> None:
+    first = await get_page(client, category="policy", page_size=2)
+    assert first["metadata"]["pagination"]["total_is_estimate"] is True
     page = await get_page(client, category="policy", page_size=1000)
     assert {i["category"] for i in page["data"]} == {"policy"}
     assert len(page["data"]) == count(database, "category = 'policy'")
-    assert page["metadata"]["pagination"]["total_is_estimate"] is True
+    # The page that reaches the end proves the total: exact, and it says so.
+    assert page["metadata"]["pagination"]["total_records"] == len(page["data"])
+    assert page["metadata"]["pagination"]["total_is_estimate"] is False
     assert page["metadata"]["filters_applied"] == {"category": "policy"}
 
 
@@ -206,9 +238,11 @@ async def test_search_is_full_text_and_estimated(
         "bitcoin" in (i["title"] + " " + (i["description"] or "")).lower() for i in page["data"]
     )
     pagination = page["metadata"]["pagination"]
-    assert pagination["total_is_estimate"] is True
-    # A single short page proves the count, so the estimate is corrected to it.
+    # A single short page proves the count: exact, not an estimate.
+    assert pagination["total_is_estimate"] is False
     assert pagination["total_records"] == len(page["data"])
+    partial = await get_page(client, search="bitcoin", page_size=1)
+    assert partial["metadata"]["pagination"]["total_is_estimate"] is True
     phrase = await get_page(client, search='"miners adjust" -halving')
     assert phrase["data"] == []
 
@@ -223,7 +257,11 @@ async def test_since_until(client: Client, database: TestDatabase, api_data: Api
     )
     assert [i["id"] for i in page["data"]] == ordered_ids(database, where)
     assert page["data"], "the window holds rows"
-    assert page["metadata"]["pagination"]["total_is_estimate"] is True
+    assert page["metadata"]["pagination"]["total_is_estimate"] is False  # the last page
+    partial = await get_page(
+        client, since="2025-03-01T11:00:00", until="2025-03-01T12:00:00", page_size=1
+    )
+    assert partial["metadata"]["pagination"]["total_is_estimate"] is True
     applied = page["metadata"]["filters_applied"]
     assert applied["since"] == "2025-03-01T11:00:00Z"
     # The same instant written with an offset; a '+' sent unencoded arrives as a space.
@@ -386,33 +424,11 @@ async def test_estimates_agree_with_the_page(client: Client, api_data: ApiData) 
 
 
 def test_cursor_round_trip() -> None:
-    from cryptoetl.api.data import encode_cursor, parse_query
+    from cryptoetl.api.data.query import encode_cursor, parse_query
 
-    query = parse_query(
-        page=None,
-        page_size=None,
-        source_type=None,
-        kind=None,
-        asset=None,
-        category=None,
-        search=None,
-        since=None,
-        until=None,
-        cursor=None,
-    )
+    query = parse_query({})
     ts = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
     cursor = encode_cursor(ts, 42, query.fingerprint())
     assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    again = parse_query(
-        page=None,
-        page_size=None,
-        source_type=None,
-        kind=None,
-        asset=None,
-        category=None,
-        search=None,
-        since=None,
-        until=None,
-        cursor=cursor,
-    )
+    again = parse_query({"cursor": [cursor]})
     assert again.after == (ts, 42)

@@ -33,7 +33,7 @@ async def test_api_connection_is_read_only(
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
             await conn.execute(INSERT)
         with pytest.raises(asyncpg.ReadOnlySQLTransactionError):
-            await conn.execute("DELETE FROM records")
+            await conn.execute("DELETE FROM market_observations")
 
 
 async def test_the_login_itself_cannot_write(api_app: Litestar, api_data: ApiData) -> None:

@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import httpx
-import msgspec
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.api.runs import BASELINE_RUNS
 from cryptoetl.api.ui_render import MAX_CHART_POINTS, TIMELINE_SLOTS
+from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.store import Writer
+from cryptoetl.sources.base import SNAPSHOT, Batch, MarketRecord
 from tests.integration.api.conftest import ApiData, body, sql
 from tests.pg import TestDatabase
 
@@ -341,85 +344,99 @@ async def test_asset_page_matches_json_and_database(
         assert {f"/assets/{api_data.btc_id}", "/ui/assets", "/"} <= page.hrefs()
 
 
-async def test_api_price_history_from_raw_payloads(
-    client: Client, database: TestDatabase, api_data: ApiData
-) -> None:
-    """Stored CoinGecko payloads of the coin become chart points; junk values are skipped."""
-    payloads = [
-        {"id": "bitcoin", "current_price": 48_000.5, "last_updated": "2025-02-27T12:00:00Z"},
-        {"id": "bitcoin", "current_price": 48_500, "last_updated": "2025-02-28T12:00:00.000Z"},
-        {"id": "bitcoin", "current_price": "1e999", "last_updated": "2025-02-28T13:00:00Z"},
-        {"id": "bitcoin", "current_price": -5, "last_updated": "2025-02-28T14:00:00Z"},
-        {"id": "bitcoin", "current_price": {"x": 1}, "last_updated": "garbage"},
-        {"id": "bitcoin", "current_price": 47_000, "last_updated": "not a date"},  # fetched_at
-        ["not", "an", "object"],
-    ]
+async def _write_snapshots(engine: AsyncEngine, records: list[MarketRecord]) -> None:
+    """Observations written the worker's way (series counts and bounds kept)."""
     run_id = uuid.uuid4()
-    for k, payload in enumerate(payloads):
-        sql(
-            database,
-            "INSERT INTO raw_coingecko_markets (run_id, fetched_at, source_key, content_hash, "
-            "payload) VALUES (%s, %s, 'bitcoin', %s, %s::jsonb)",
-            run_id,
-            datetime(2025, 2, 20, tzinfo=UTC) + timedelta(hours=k),
-            uuid.uuid4().bytes,
-            msgspec.json.encode(payload).decode(),
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            f"INSERT INTO runs (id, source_type, worker_id) VALUES ('{run_id}', "
+            f"'{records[0].source_type}', 'test')"
         )
+        resolver = AssetResolver()
+        await resolver.ensure_seed(conn)
+        await Writer(resolver).write_batch(
+            conn, records[0].source_type, run_id, Batch(records=list(records))
+        )
+
+
+def _delete_series(db: TestDatabase, source: str, base: str, venue: str) -> None:
+    """Remove the test's own series again (observations first: no foreign key to lean on)."""
+    ids = "SELECT id FROM market_series WHERE source_type = %s AND base = %s AND venue = %s"
+    sql(db, f"DELETE FROM market_observations WHERE series_id IN ({ids})", source, base, venue)
+    sql(db, f"DELETE FROM market_series WHERE id IN ({ids})", source, base, venue)
+
+
+async def test_chart_draws_the_price_history_of_each_series(
+    client: Client, database: TestDatabase, engine: AsyncEngine, api_data: ApiData
+) -> None:
+    """Snapshots of one coin from an API source become a line of its series (no raw payload
+    is read): one point per bucket of GET /assets/{id}/prices, the newest close last."""
+    history = [
+        MarketRecord(
+            source_type="coingecko",
+            venue="coingecko-hist",
+            symbol="BTC",
+            quote="USD",
+            interval=SNAPSHOT,
+            coin_id="bitcoin",
+            name="Bitcoin",
+            price=48_000.0 + k,
+            source_timestamp=datetime(2025, 2, 20, tzinfo=UTC) + timedelta(days=k),
+        )
+        for k in range(4)
+    ]
+    await _write_snapshots(engine, history)
     try:
         page = await get_page(client, "/ui/assets/bitcoin")
-        line = page.one("polyline", "series", data_source="coingecko")
-        assert line.attrs["data-n"] == "4"  # 3 usable payloads + the latest snapshot
-        assert float(line.attrs["data-first"]) == 47_000.0  # dated by fetched_at (2025-02-20)
-        assert float(line.attrs["data-last"]) == 50_000.0
-        legend = page.one("span", data_source="coingecko")
-        assert "raw_coingecko_markets" in legend.text
-        # A window: only the last 7 days from now (the fixture's times are all older).
-        page = await get_page(client, "/ui/assets/bitcoin?days=7")
-        assert not page.find("polyline", "series")
-        assert "no price data yet" in page.html
-    finally:
-        sql(database, "DELETE FROM raw_coingecko_markets WHERE run_id = %s", run_id)
-
-
-async def test_price_chart_is_downsampled_in_sql(
-    client: Client, database: TestDatabase, api_data: ApiData
-) -> None:
-    """3,000 CSV rows for one asset: at most MAX_CHART_POINTS points, newest one kept."""
-    (asset_id,) = sql(
-        database,
-        "INSERT INTO assets (slug, symbol, name, normalized_name) "
-        "VALUES ('zz-ui-bounded', 'ZZUI', 'ZZ UI Bounded', 'zz ui bounded') RETURNING id",
-    )[0]
-    now = datetime.now(UTC).replace(microsecond=0)
-    try:
-        sql(
-            database,
-            "INSERT INTO records (kind, source_type, source_id, asset_id, symbol, price_usd, "
-            "source_timestamp, content_hash) "
-            "SELECT 'market', 'csv', 'ZZUI:' || i, %s, 'ZZUI', 100 + i, "
-            "%s - make_interval(hours => 3000 - i), decode(md5(i::text), 'hex') "
-            "FROM generate_series(1, 3000) AS i",
-            asset_id,
-            now,
+        label = "coingecko-hist bitcoin/USD snapshot"
+        line = page.one("polyline", "series", data_series=label)
+        prices = body(
+            await client.get("/assets/bitcoin/prices", params={"venue": "coingecko-hist"})
         )
-        page = await get_page(client, f"/ui/assets/{asset_id}")
-        line = page.one("polyline", "series", data_source="csv")
-        assert int(line.attrs["data-n"]) == MAX_CHART_POINTS
-        assert float(line.attrs["data-last"]) == 3100.0
-        assert len(line.attrs["points"].split()) == MAX_CHART_POINTS
-        # 30 days = the newest 720 rows (hours); still at most MAX_CHART_POINTS points.
-        page = await get_page(client, "/ui/assets/zz-ui-bounded?days=30")
-        line = page.one("polyline", "series", data_source="csv")
-        assert int(line.attrs["data-n"]) == MAX_CHART_POINTS
-        assert float(line.attrs["data-last"]) == 3100.0
-        assert float(line.attrs["data-first"]) >= 3100 - 720
-        page = await get_page(client, "/ui/assets/zz-ui-bounded?days=3")
-        line = page.one("polyline", "series", data_source="csv")
-        assert int(line.attrs["data-n"]) == 72  # fewer rows than buckets: every row
+        buckets = prices["series"][0]["buckets"]
+        assert line.attrs["data-n"] == str(len(buckets)) == "4"
+        assert float(line.attrs["data-first"]) == 48_000.0
+        assert float(line.attrs["data-last"]) == buckets[-1]["close"] == 48_003.0
+        assert label in page.one("span", data_series=label).text
+        # A window: only the last 7 days from now (the history is older).
+        page = await get_page(client, "/ui/assets/bitcoin?days=7")
+        assert not page.find("polyline", "series", data_series=label)
     finally:
-        sql(database, "DELETE FROM records WHERE asset_id = %s", asset_id)
-        sql(database, "DELETE FROM record_counts WHERE asset_id = %s", asset_id)
-        sql(database, "DELETE FROM assets WHERE id = %s", asset_id)
+        _delete_series(database, "coingecko", "bitcoin", "coingecko-hist")
+
+
+async def test_price_chart_is_bounded_in_sql(
+    client: Client, database: TestDatabase, engine: AsyncEngine, api_data: ApiData
+) -> None:
+    """3,000 hourly CSV candles of one series: at most MAX_CHART_POINTS buckets, newest kept."""
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    candles = [
+        MarketRecord(
+            source_type="csv",
+            venue="zz-bounded",
+            symbol="BTC",
+            quote="USD",
+            interval="1h",
+            price=100.0 + i,
+            source_timestamp=now - timedelta(hours=3000 - i),
+        )
+        for i in range(1, 3001)
+    ]
+    await _write_snapshots(engine, candles)
+    label = "zz-bounded BTC/USD 1h"
+    try:
+        page = await get_page(client, "/ui/assets/bitcoin")
+        line = page.one("polyline", "series", data_series=label)
+        assert int(line.attrs["data-n"]) <= MAX_CHART_POINTS
+        assert float(line.attrs["data-last"]) == 3100.0
+        assert len(line.attrs["points"].split()) == int(line.attrs["data-n"])
+        # 3 days = the newest 72 rows (hours): fewer rows than buckets, every row drawn.
+        page = await get_page(client, "/ui/assets/bitcoin?days=3")
+        line = page.one("polyline", "series", data_series=label)
+        assert int(line.attrs["data-n"]) == 72
+        assert float(line.attrs["data-last"]) == 3100.0
+    finally:
+        _delete_series(database, "csv", "BTC", "zz-bounded")
 
 
 async def test_asset_page_escapes_hostile_values(
@@ -434,9 +451,9 @@ async def test_asset_page_escapes_hostile_values(
     )[0]
     (news_id,) = sql(
         database,
-        "INSERT INTO records (kind, source_type, source_id, title, url, author, "
+        "INSERT INTO news_items (source_type, source_id, title, url, author, "
         "mentioned_asset_ids, source_timestamp, content_hash) "
-        "VALUES ('news', 'rss', 'zz-ui-hostile-news', %s, 'javascript:alert(1)', %s, "
+        "VALUES ('rss', 'zz-ui-hostile-news', %s, 'javascript:alert(1)', %s, "
         "ARRAY[%s]::bigint[], now(), '\\x00') RETURNING id",
         HOSTILE,
         HOSTILE,
@@ -454,15 +471,15 @@ async def test_asset_page_escapes_hostile_values(
         assert HOSTILE in item.text
         assert not [a for a in page.find("a") if "javascript" in a.attrs["href"]]
     finally:
-        sql(database, "DELETE FROM records WHERE id = %s", news_id)
-        sql(database, "DELETE FROM record_counts WHERE asset_id = %s", asset_id)
+        sql(database, "DELETE FROM news_items WHERE id = %s", news_id)
+        sql(database, "DELETE FROM news_counts WHERE asset_id = %s", asset_id)
         sql(database, "DELETE FROM assets WHERE id = %s", asset_id)
 
 
 @pytest.mark.parametrize(
     ("path", "status", "text"),
     [
-        ("/ui/assets/no-such-coin", 404, "no asset with id or slug"),
+        ("/ui/assets/no-such-coin", 404, "no asset with id, slug or symbol"),
         ("/ui/assets/999999", 404, "no asset"),
         ("/ui/assets/%C2%B2", 404, "no asset"),  # a digit to str.isdigit(), not to int()
         ("/ui/assets/%E0%A5%A7", 404, "no asset"),  # Devanagari 1: not asset 1

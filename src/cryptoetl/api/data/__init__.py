@@ -1,0 +1,156 @@
+"""``GET /data``: normalized records (market observations and news), newest first, filtered,
+paginated by page or by cursor.
+
+Order: ``source_timestamp DESC, id DESC``. ``page``/``page_size`` address pages by offset
+(capped at :data:`~cryptoetl.api.data.query.MAX_OFFSET` rows); every answer also carries
+``next_cursor``, a keyset cursor for the row after the last one returned (``null`` when nothing
+follows): any depth costs what the first page costs. A cursor is bound to the filters it was
+issued for. Totals: see :mod:`cryptoetl.api.data.totals`. Every market item carries its series
+(venue, base, quote, interval) and its values in the quote currency; ``price_usd``/``value``
+only ever hold USD prices.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple, TypeAlias
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
+
+from cryptoetl.api.data.query import (
+    KINDS,
+    MAX_PAGE_SIZE,
+    DataQuery,
+    encode_cursor,
+    parse_query,
+)
+from cryptoetl.api.data.sql import bind, page_statement, shape_of, values_of
+from cryptoetl.api.data.totals import consistent_total, estimate, proven_total
+from cryptoetl.api.deps import Database
+from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, ErrorBody, Pagination
+
+
+class PageResult(NamedTuple):
+    data: str
+    total: int
+    is_estimate: bool
+    next_after: tuple[datetime, int] | None
+
+
+async def fetch_page(db: Database, query: DataQuery) -> PageResult:
+    shape = shape_of(query)
+    statement = page_statement(shape)
+    values = values_of(query)
+    async with db.connection() as conn:
+        data, fetched, last_ts, last_id, total = await conn.fetchrow(
+            statement.sql, *bind(statement, values)
+        )
+        is_estimate = False
+        if total is None:
+            total = proven_total(query, fetched)
+        if total is None:
+            total = consistent_total(await estimate(conn, shape, values), query, fetched)
+            is_estimate = True
+    has_more = fetched > query.page_size
+    return PageResult(data, total, is_estimate, (last_ts, last_id) if has_more else None)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _text(description: str, **schema: Any) -> Any:
+    # Values are validated by us (so one 400 can name every bad parameter): Litestar only sees
+    # strings, and schema_extra documents the real type.
+    return Parameter(
+        description=description, schema_extra={"type": "string", "one_of": None, **schema}
+    )
+
+
+def _integer(description: str, default: int, low: int, high: int) -> Any:
+    extra = {"type": "integer", "one_of": None, "minimum": low, "maximum": high, "default": default}
+    return Parameter(description=description, schema_extra=extra)
+
+
+_Text: TypeAlias = str | None
+_PARAMETERS = (
+    "page", "page_size", "source_type", "kind", "asset", "venue", "quote", "interval",
+    "category", "search", "since", "until", "cursor",
+)  # fmt: skip
+
+
+@get(
+    "/data",
+    summary="Normalized market and news records, newest first",
+    description=(
+        "Market observations (each of a series: venue, base, quote, interval) and news items, "
+        "newest first. Filter, then page with page/page_size or follow next_cursor."
+    ),
+    responses={
+        200: ResponseSpec(DataPage, description="A page of records"),
+        400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
+        503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
+    },
+)
+async def list_data(
+    request: Request[Any, Any, Any],
+    db: NamedDependency[Database],
+    page: Annotated[
+        _Text, _integer("Page number (offset pagination; omit with cursor)", 1, 1, 10**9)
+    ] = None,
+    page_size: Annotated[_Text, _integer("Rows per page", 50, 1, MAX_PAGE_SIZE)] = None,
+    source_type: Annotated[
+        list[str] | None,
+        Parameter(description="csv, coinpaprika, coingecko, rss; repeat and/or comma-separate"),
+    ] = None,
+    kind: Annotated[_Text, _text("market or news", enum=list(KINDS))] = None,
+    asset: Annotated[
+        _Text, _text("Asset id, slug, or symbol (any case); news that mention it too")
+    ] = None,
+    venue: Annotated[_Text, _text("Exchange or aggregator of the series (e.g. binance)")] = None,
+    quote: Annotated[
+        _Text, _text("Quote currency of the series (e.g. USD, USDT, BTC; or unknown)")
+    ] = None,
+    interval: Annotated[
+        _Text, _text("Interval of the series (e.g. 1h, 1d, snapshot; or unknown)")
+    ] = None,
+    category: Annotated[_Text, _text("News category (exact match)")] = None,
+    search: Annotated[_Text, _text("Full-text search of news title and summary")] = None,
+    since: Annotated[
+        _Text, _text("source_timestamp >= since (ISO 8601; no offset = UTC)", format="date-time")
+    ] = None,
+    until: Annotated[
+        _Text, _text("source_timestamp < until (ISO 8601; no offset = UTC)", format="date-time")
+    ] = None,
+    cursor: Annotated[_Text, _text("next_cursor of a previous page (same filters)")] = None,
+) -> Response[bytes]:
+    params = {key: request.query_params.getall(key) for key in request.query_params}
+    errors = ParamErrors()
+    errors.unknown(params, _PARAMETERS)
+    errors.raise_if_any()
+    query = parse_query(params)
+    result = await fetch_page(db, query)
+    next_cursor = None
+    if result.next_after is not None:
+        next_cursor = encode_cursor(*result.next_after, query.fingerprint())
+    pagination = Pagination(
+        page=None if query.after else query.page,
+        page_size=query.page_size,
+        total_records=result.total,
+        total_pages=math.ceil(result.total / query.page_size),
+        next_cursor=next_cursor,
+        total_is_estimate=result.is_estimate,
+    )
+    meta = DataMeta(
+        request_id=request_id_of(request),
+        api_latency_ms=latency_ms(request),
+        pagination=pagination,
+        filters_applied=query.filters_applied(),
+    )
+    body = _encoder.encode(DataEnvelope(data=msgspec.Raw(result.data.encode()), metadata=meta))
+    return Response(body, media_type=JSON)

@@ -278,3 +278,18 @@ def test_migrate_and_wait_for_schema_explain_themselves() -> None:
         )
         assert result.returncode == 0
         assert "SECONDS" in result.stdout
+
+
+def test_wait_for_schema_works_with_the_reader_login(database: TestDatabase) -> None:
+    """The API's init container has only the reader login (SELECT, read-only sessions)."""
+    env = database.env(API_DATABASE_URL=database.reader_url)
+    env.pop("DATABASE_URL")
+    result = subprocess.run(
+        _cryptoetl("wait-for-schema", "--timeout", "10"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"event":"schema_ready"' in result.stdout

@@ -1,14 +1,22 @@
 """Async Alembic environment: DATABASE_URL from the environment, asyncpg underneath.
 
 A caller may pass a ready connection in ``config.attributes["connection"]`` (tests do).
+
+* Logging follows ``alembic.ini`` (which revision runs, on stderr), so ``docker compose logs
+  migrate`` and a migration Job's log say what happened.
+* Upgrades are serialised by a session advisory lock, taken on the migration connection before
+  Alembic reads the current revision: a second ``alembic upgrade head`` started at the same time
+  (two replicas, a Job retried while the first is still running) waits, then finds the database
+  at head and does nothing, instead of failing halfway through the first one's catalog changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -18,8 +26,28 @@ from cryptoetl.db.tables import declared_here, metadata
 config = context.config
 target_metadata = metadata
 
+# The two-key form keeps this lock apart from the worker's per-source locks (namespace "CET1").
+MIGRATION_LOCK = {"namespace": 0x43454D31, "key": 0}  # "CEM1"
+
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
 
 def _run(connection: Connection) -> None:
+    connection.execute(text("SELECT pg_advisory_lock(:namespace, :key)"), MIGRATION_LOCK)
+    # The lock belongs to the session; the transaction that took it is ended so that each
+    # migration runs in a transaction of its own (transaction_per_migration).
+    connection.commit()
+    try:
+        _migrate(connection)
+    finally:
+        if connection.in_transaction():  # a failed migration: end it so that unlocking can run
+            connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:namespace, :key)"), MIGRATION_LOCK)
+        connection.commit()
+
+
+def _migrate(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -1,4 +1,4 @@
-"""The `cryptoetl` command: worker, api, stub-upstream, migrate.
+"""The `cryptoetl` command: worker, api, stub-upstream, migrate, wait-for-schema, dev.
 
 Settings are read once, when a subcommand starts; a bad value prints one line naming the
 variable and exits with status 2 (``--help`` needs no configuration).
@@ -9,14 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from cryptoetl import __version__
 from cryptoetl.config import SOURCE_TYPES, ConfigError, Settings, load_settings_or_exit
 from cryptoetl.logs import configure_logging
+
+# `cryptoetl migrate` waits this long for its database by default: long enough for a database
+# container's first start (initdb, init scripts), short enough to fail a broken deployment fast.
+MIGRATE_WAIT_S = 60.0
+# An init container waits for its migration Job; a first migration of an empty database is quick,
+# but the Job's pod may have to be scheduled and its image pulled first.
+SCHEMA_WAIT_S = 600.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="cryptoetl",
         description="Crypto market data and news ETL into PostgreSQL, with a read-only HTTP API.",
     )
+    parser.add_argument("--version", action="version", version=f"cryptoetl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     worker = sub.add_parser("worker", help="run the ingestion daemon (or one pass with --once)")
@@ -51,14 +58,50 @@ def _parser() -> argparse.ArgumentParser:
     stub = sub.add_parser(
         "stub-upstream", help="replay recorded upstream responses on loopback (tests, demos)"
     )
-    stub.add_argument("--port", type=int, default=8900)
-    stub.add_argument("--host", default="127.0.0.1")
+    stub.add_argument("--port", type=int, default=8900, help="port (default 8900)")
+    stub.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     stub.add_argument(
-        "--fixtures", type=Path, default=Path("fixtures"), help="folder of recorded responses"
+        "--fixtures",
+        type=Path,
+        default=Path("fixtures"),
+        help="folder of recorded responses (default ./fixtures)",
     )
     stub.add_argument("--faults", default="", help="fault spec (see cryptoetl.stub.server)")
 
-    sub.add_parser("migrate", help="alembic upgrade head against DATABASE_URL")
+    migrate = sub.add_parser(
+        "migrate", help="alembic upgrade head against DATABASE_URL, once the database answers"
+    )
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=MIGRATE_WAIT_S,
+        metavar="SECONDS",
+        help=f"retry the first connection for up to this long (default {MIGRATE_WAIT_S:.0f})",
+    )
+
+    schema = sub.add_parser(
+        "wait-for-schema",
+        help="exit 0 once the database (API_DATABASE_URL, else DATABASE_URL) is at the "
+        "migrations' head; an init container for pods that must not start before it",
+    )
+    schema.add_argument(
+        "--timeout",
+        type=float,
+        default=SCHEMA_WAIT_S,
+        metavar="SECONDS",
+        help=f"give up (exit 1) after this long (default {SCHEMA_WAIT_S:.0f})",
+    )
+
+    from cryptoetl import dev
+
+    dev.add_arguments(
+        sub.add_parser(
+            "dev",
+            help="everything in one process tree: PostgreSQL (embedded unless DATABASE_URL is "
+            "set), migrations, stub upstream, worker, API",
+            description=dev.DESCRIPTION,
+        )
+    )
     return parser
 
 
@@ -118,16 +161,45 @@ def _stub(args: argparse.Namespace) -> int:
     return 0
 
 
-def _migrate(_: argparse.Namespace) -> int:
-    _settings(Settings.require_database_url)
-    ini = Path(__file__).resolve().parents[2] / "alembic.ini"
-    command = [sys.executable, "-m", "alembic", "-c", str(ini), "upgrade", "head"]
-    return subprocess.call(command, env=os.environ.copy())  # noqa: S603 (fixed argv)
+def _migrate(args: argparse.Namespace) -> int:
+    from cryptoetl.migrate import DatabaseUnreachable, run_alembic_upgrade, wait_for_database
+
+    url = _settings(Settings.require_database_url).require_database_url()
+    try:
+        asyncio.run(wait_for_database(url, args.wait))
+    except DatabaseUnreachable as exc:
+        print(f"cryptoetl: {exc}", file=sys.stderr)
+        return 1
+    return run_alembic_upgrade()
+
+
+def _wait_for_schema(args: argparse.Namespace) -> int:
+    from cryptoetl.migrate import DatabaseUnreachable, wait_for_schema
+
+    url = _settings(Settings.require_api_database_url).require_api_database_url()
+    try:
+        return 0 if asyncio.run(wait_for_schema(url, args.timeout)) else 1
+    except DatabaseUnreachable as exc:
+        print(f"cryptoetl: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from cryptoetl import dev
+
+    return dev.run(dev.options_from(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"worker": _worker, "api": _api, "stub-upstream": _stub, "migrate": _migrate}
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "worker": _worker,
+        "api": _api,
+        "stub-upstream": _stub,
+        "migrate": _migrate,
+        "wait-for-schema": _wait_for_schema,
+        "dev": _dev,
+    }
     return handlers[args.command](args)
 
 

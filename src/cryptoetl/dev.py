@@ -1,15 +1,17 @@
-"""``python -m cryptoetl.dev`` (``just dev``): the whole service on this machine, without Docker.
+"""``cryptoetl dev`` (``just dev``, the image's default command): the whole service, one tree.
 
 In the foreground, in this order:
 
 1. PostgreSQL: ``DATABASE_URL`` when set; otherwise an embedded server from the ``pgserver``
-   wheel (a dev dependency) with its data in ``<data-dir>/pg`` and a database ``cryptoetl``.
+   wheel (the ``embedded`` extra, installed in the image and in the dev environment) with its
+   data in ``<data-dir>/pg`` and a database ``cryptoetl``.
 2. ``cryptoetl migrate`` (``alembic upgrade head``).
 3. Unless real upstream URLs are configured (any of ``COINPAPRIKA_BASE_URL``,
    ``COINGECKO_BASE_URL``, ``RSS_FEED_URLS`` set), the stub upstream on a free loopback port,
-   replaying ``./fixtures``; the worker is pointed at it. ``CSV_PATHS`` defaults to
-   ``fixtures/csv``.
-4. ``cryptoetl worker`` and ``cryptoetl api`` (on 127.0.0.1, ``--port`` or ``API_PORT`` or 8000).
+   replaying ``<fixtures>``; the worker is pointed at it. ``CSV_PATHS`` defaults to
+   ``<fixtures>/csv``.
+4. ``cryptoetl worker`` and ``cryptoetl api`` (on ``--host``, default 127.0.0.1, and ``--port``
+   or ``API_PORT`` or 8000).
 
 Every child's output is streamed with a ``name |`` prefix. Ctrl-C or SIGTERM stops the children
 (SIGTERM, a grace period, then SIGKILL) and then the embedded PostgreSQL; the exit status is 0
@@ -38,10 +40,19 @@ from cryptoetl.config import redact_url
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_DATABASE = "cryptoetl"
 UPSTREAM_VARIABLES = ("COINPAPRIKA_BASE_URL", "COINGECKO_BASE_URL", "RSS_FEED_URLS")
+# Where the embedded PostgreSQL keeps its data when --data-dir is not given (the image sets it
+# to its volume, /data: nothing else in the image is writable).
+DATA_DIR_VARIABLE = "DEV_DATA_DIR"
 LOOPBACK = "127.0.0.1"
+WILDCARD_HOST = "0.0.0.0"  # noqa: S104 (a name to compare with, not a bind)
 STOP_GRACE_S = 10.0  # the worker itself finishes within 10 s of SIGTERM
 READY_TIMEOUT_S = 30.0
 STREAM_LIMIT = 1 << 20  # longest line read from a child (JSON log lines can be long)
+DESCRIPTION = (
+    "Run PostgreSQL (embedded unless DATABASE_URL is set), the migrations, the stub upstream "
+    "(unless an upstream URL is configured), the worker and the API in the foreground. "
+    "Ctrl-C or SIGTERM stops everything; the exit status is 0 after such a stop."
+)
 
 
 class DevError(RuntimeError):
@@ -53,29 +64,37 @@ class Options:
     port: int | None
     data_dir: Path
     fixtures: Path
+    host: str = LOOPBACK
     api: bool = True
     worker: bool = True
     stub: bool | None = None  # None: only when no upstream URL is configured
+    exit_status_file: Path | None = None
 
 
-def parse_args(argv: Sequence[str] | None = None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m cryptoetl.dev",
-        description="Run PostgreSQL (embedded unless DATABASE_URL is set), the migrations, the "
-        "stub upstream, the worker and the API on this machine, in the foreground.",
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get(DATA_DIR_VARIABLE, "").strip() or PROJECT_ROOT / ".dev-data")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``cryptoetl dev`` (``just dev`` passes its arguments through)."""
+    parser.add_argument(
+        "--host",
+        default=LOOPBACK,
+        help="address the API binds (default 127.0.0.1; 0.0.0.0 in a container)",
     )
     parser.add_argument("--port", type=int, help="API port (default: API_PORT, else 8000)")
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=PROJECT_ROOT / ".dev-data",
-        help="where the embedded PostgreSQL keeps its data (in <data-dir>/pg)",
+        default=default_data_dir(os.environ),
+        help=f"where the embedded PostgreSQL keeps its data, in <data-dir>/pg "
+        f"(default: {DATA_DIR_VARIABLE}, else .dev-data in the checkout)",
     )
     parser.add_argument(
         "--fixtures",
         type=Path,
         default=PROJECT_ROOT / "fixtures",
-        help="recorded upstream responses and sample CSV files",
+        help="recorded upstream responses and sample CSV files (default: fixtures/)",
     )
     parser.add_argument("--no-api", dest="api", action="store_false", help="do not start the API")
     parser.add_argument(
@@ -87,14 +106,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         default=None,
         help="serve the upstreams from the stub (default: unless an upstream URL is configured)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--exit-status-file",
+        type=Path,
+        help="also write the exit status to this file (`just dev` reports it from there)",
+    )
+
+
+def options_from(args: argparse.Namespace) -> Options:
     return Options(
+        host=args.host,
         port=args.port,
         data_dir=args.data_dir.resolve(),
         fixtures=args.fixtures.resolve(),
         api=args.api,
         worker=args.worker,
         stub=args.stub,
+        exit_status_file=args.exit_status_file,
     )
 
 
@@ -137,8 +165,8 @@ def start_embedded_postgres(data_dir: Path, database: str = DEV_DATABASE) -> Dat
             from pgserver.postgres_server import get_server
     except ImportError:
         raise DevError(
-            "pgserver is not installed: run through `uv run` (it is a dev dependency) "
-            "or set DATABASE_URL to a PostgreSQL database"
+            "pgserver is not installed: install the `embedded` extra "
+            "(pip install 'cryptoetl[embedded]'; `uv sync` does) or set DATABASE_URL"
         ) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     server = get_server(data_dir / "pg", cleanup_mode="stop")
@@ -199,6 +227,7 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when ``port`` can be bound on ``host`` (as the API is about to)."""
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -301,7 +330,7 @@ async def wait_http(url: str, child: Child, timeout: float = READY_TIMEOUT_S) ->
 
 
 class DevRun:
-    """One ``python -m cryptoetl.dev`` run: start everything, wait, stop everything."""
+    """One ``cryptoetl dev`` run: start everything, wait, stop everything."""
 
     def __init__(
         self, options: Options, env: Mapping[str, str], console: Console | None = None
@@ -336,8 +365,11 @@ class DevRun:
 
     async def _run(self) -> int:
         port = api_port(self.options, self.env)
-        if self.options.api and not port_is_free(port):
-            raise DevError(f"port {port} on {LOOPBACK} is in use: choose another with --port")
+        if self.options.api and not port_is_free(port, self.options.host):
+            raise DevError(
+                f"port {port} on {self.options.host} is in use: choose another with --port N "
+                f"(`cryptoetl dev --port N`, `just dev --port N`)"
+            )
         if not await self._step(self._start_database(), interruptible=False):
             return 0
         assert self.database is not None
@@ -354,7 +386,7 @@ class DevRun:
                 await spawn("worker", cryptoetl_command("worker"), env, self.console)
             )
         if self.options.api:
-            command = cryptoetl_command("api", "--host", LOOPBACK, "--port", str(port))
+            command = cryptoetl_command("api", "--host", self.options.host, "--port", str(port))
             api = await spawn("api", command, env, self.console)
             self.services.append(api)
             self._tasks.add(asyncio.create_task(self._announce_ready(api, port)))
@@ -431,7 +463,7 @@ class DevRun:
         await wait_http(url, child)
 
     async def _announce_ready(self, api: Child, port: int) -> None:
-        url = f"http://{LOOPBACK}:{port}/health"
+        url = f"{self._api_url(port)}/health"
         try:
             status = await wait_http(url, api)
         except DevError as exc:
@@ -448,13 +480,20 @@ class DevRun:
         )
         say = self.console.say
         if self.options.api:
-            say(f"API       http://{LOOPBACK}:{port}  (health: /health, data: /data, docs: /docs)")
+            url = self._api_url(port)
+            say(f"dashboard {url}/")
+            say(f"API       {url}  (docs: /docs, health: /health, data: /data)")
         say(f"database  {redact_url(self.database.url)}  ({where})")
         if stub_url is not None:
             say(f"upstream  stub at {stub_url}, replaying {self.options.fixtures}")
         elif self.options.worker:
             say("upstream  the configured URLs (COINPAPRIKA_BASE_URL, COINGECKO_BASE_URL, ...)")
         say("Ctrl-C stops everything")
+
+    def _api_url(self, port: int) -> str:
+        """Where to reach the API from this machine (a wildcard bind answers on loopback)."""
+        host = LOOPBACK if self.options.host == WILDCARD_HOST else self.options.host
+        return f"http://{host}:{port}"
 
     async def _wait(self) -> int:
         """Until a stop signal (0) or a child that exits on its own (1)."""
@@ -492,10 +531,10 @@ class DevRun:
         self.database = None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_args(argv)
-    return asyncio.run(DevRun(options, os.environ).run())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def run(options: Options) -> int:
+    """``cryptoetl dev``: the exit status (also written to ``--exit-status-file``)."""
+    status = asyncio.run(DevRun(options, os.environ).run())
+    if options.exit_status_file is not None:
+        options.exit_status_file.parent.mkdir(parents=True, exist_ok=True)
+        options.exit_status_file.write_text(f"{status}\n")
+    return status

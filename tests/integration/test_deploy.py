@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -146,17 +147,26 @@ def test_compose_services_and_start_order(compose: dict[str, Any]) -> None:
         v.startswith("./deploy/postgres/create-logins.sh:/docker-entrypoint-initdb.d/")
         for v in postgres["volumes"]
     )
-    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    # Over TCP: the entrypoint's temporary init-time server listens on the socket only.
+    assert re.search(r"pg_isready -h 127\.0\.0\.1\b", " ".join(postgres["healthcheck"]["test"]))
 
+    # One image, built once (by migrate) and never pulled from a registry.
+    builders = [name for name in CRYPTOETL_SERVICES if "build" in services[name]]
+    assert builders == ["migrate"]
+    assert services["migrate"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    assert (REPO_ROOT / services["migrate"]["build"]["context"] / "deploy/Dockerfile").is_file()
+    assert services["migrate"]["pull_policy"] == "build"
     for name in CRYPTOETL_SERVICES:
         service = services[name]
-        assert service["build"]["dockerfile"] == "deploy/Dockerfile", name
-        assert (REPO_ROOT / service["build"]["context"] / "deploy/Dockerfile").is_file()
+        assert service["image"] == services["migrate"]["image"], name
+        if name != "migrate":
+            assert service["pull_policy"] == "never", name
         assert isinstance(service["command"], list), name
         assert service["command"], name
 
     migrate, worker, api, stub = (services[n] for n in CRYPTOETL_SERVICES)
-    assert migrate["command"] == ["migrate"]
+    assert migrate["command"][0] == "migrate"
+    assert "--wait" in migrate["command"], "migrate retries its first connection"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert migrate.get("restart", "no") == "no"
 
@@ -169,12 +179,14 @@ def test_compose_services_and_start_order(compose: dict[str, Any]) -> None:
 
     assert api["command"] == ["api"]
     assert api["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert "8000:8000" in api["ports"]
+    assert api["ports"] == ["${API_PUBLISH_ADDRESS:-127.0.0.1}:8000:8000"], "loopback by default"
     assert api["healthcheck"]["test"][:2] == ["CMD", "python"]
     assert "/health" in api["healthcheck"]["test"][-1]
     assert api["restart"] == "unless-stopped"
 
-    assert stub["profiles"] == ["offline"]
+    # Not behind a profile, which a plain `docker compose down` would leave running.
+    assert "profiles" not in stub
+    assert stub["scale"] == 0
     assert stub["command"][0] == "stub-upstream"
     assert "postgres" not in stub.get("depends_on", {})
 
@@ -231,6 +243,66 @@ def test_dockerfile_copies_only_what_exists() -> None:
     for sources in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
         for source in sources.split():
             assert {f"!{source}", f"!{source}/"} & set(patterns), f"{source} not in the context"
+
+
+def test_the_image_alone_runs_cryptoetl_dev() -> None:
+    """`docker run <image>`: the default command is `cryptoetl dev`, reachable from outside."""
+    text = DOCKERFILE.read_text()
+    cmd = re.findall(r"^CMD (.+)$", text, re.MULTILINE)
+    assert cmd == ['["dev", "--host", "0.0.0.0"]']
+    from cryptoetl import cli
+    from cryptoetl.dev import options_from
+
+    options = options_from(cli._parser().parse_args(json.loads(cmd[0])))
+    assert options.host == "0.0.0.0"
+    # The embedded PostgreSQL is installed in the image and writes where the user may write.
+    assert re.findall(r"uv sync --frozen --no-dev --extra embedded\b", text)
+    assert (
+        "embedded"
+        in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+            "optional-dependencies"
+        ]
+    )
+    assert re.search(r"^ +DEV_DATA_DIR=/data$", text, re.MULTILINE)
+    assert re.search(r"install -d -o 10001 -g 10001 .*/data$", text, re.MULTILINE)
+    # The fixtures the stub replays are where `cryptoetl dev` looks for them: /app/fixtures.
+    assert re.search(r"^COPY fixtures \./fixtures$", text, re.MULTILINE)
+    assert re.search(r"^WORKDIR /app$", text, re.MULTILINE)
+
+
+def test_dockerfile_header_shows_a_build_that_works() -> None:
+    """The file uses BuildKit features, so the header's build command asks for BuildKit."""
+    text = DOCKERFILE.read_text()
+    assert "RUN --mount=" in text
+    builds = re.findall(r"^#[ \t]+(.*docker (?:buildx )?build .*)$", text, re.MULTILINE)
+    assert builds, "the header shows how to build"
+    for build in builds:
+        assert build.startswith("DOCKER_BUILDKIT=1 ") or "buildx" in build, build
+
+
+def _just_dry_run(*args: str) -> str:
+    result = subprocess.run(
+        ["just", "--dry-run", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stderr + result.stdout
+
+
+def test_just_up_offline_and_down_cover_the_stub() -> None:
+    if shutil.which("just") is None:
+        pytest.skip("just not on PATH (`uv run` puts rust-just's there)")
+    offline = _just_dry_run("up", "offline")
+    assert "--scale stub=1" in offline
+    for name, value in OFFLINE_UPSTREAM.items():
+        assert f"{name}={value}" in offline
+    assert "--scale" not in _just_dry_run("up")
+    down = _just_dry_run("down")
+    assert "docker compose down" in down
+    assert "--profile" not in down
 
 
 def _hadolint() -> str | None:
@@ -532,3 +604,50 @@ def test_api_command_answers_health_and_passes_its_healthcheck(migrated: Deploym
         assert check.returncode == 0, check.stderr
     finally:
         running.terminate(within=10)
+
+
+def test_readme_and_deploy_guide_stay_true() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    guide_path = REPO_ROOT / "docs" / "deploy.md"
+    assert "](docs/deploy.md)" in readme
+    assert readme.index("\n## Deployment\n") < readme.index("\n## Operations\n")
+    # The two commands: `just up` starts the service, `uv run just test` runs the tests.
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "`just up`" in quick_start
+    assert "`uv run just test`" in quick_start
+    recipes = subprocess.run(
+        ["just", "--summary"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+    if recipes.returncode == 0:
+        assert {"up", "down", "dev", "test", "clean"} <= set(recipes.stdout.split())
+    guide = guide_path.read_text()
+    for path in set(re.findall(r"deploy/k8s/[\w-]+", guide + readme)):
+        assert (REPO_ROOT / path).is_dir(), path
+    for secret in ("cryptoetl-migrate-db", "cryptoetl-writer-db", "cryptoetl-reader-db"):
+        assert secret in guide
+        assert secret in (REPO_ROOT / "deploy/k8s/base/kustomization.yaml").read_text()
+
+
+def test_just_clean_without_a_docker_engine_says_so(tmp_path: Path) -> None:
+    """No Docker's usage text, no failure: the compose part is skipped with a note."""
+    just = shutil.which("just")
+    if just is None:
+        pytest.skip("just not on PATH (`uv run` puts rust-just's there)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_docker = bin_dir / "docker"  # a docker CLI with no engine (or no compose plugin) behind
+    fake_docker.write_text('#!/bin/sh\necho "Usage:  docker [OPTIONS] COMMAND"\nexit 1\n')
+    fake_docker.chmod(0o755)
+    work = tmp_path / "checkout"
+    (work / ".dev-data" / "pg").mkdir(parents=True)
+    result = subprocess.run(
+        [just, "-f", str(REPO_ROOT / "justfile"), "-d", str(work), "clean"],
+        env={**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Usage" not in result.stdout + result.stderr
+    assert "no Docker engine" in result.stdout + result.stderr
+    assert not (work / ".dev-data").exists()

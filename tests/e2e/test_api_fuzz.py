@@ -63,6 +63,7 @@ OPERATIONS = [
     ("GET", "/compare-runs"),
     ("GET", "/assets"),
     ("GET", "/assets/{asset_id}"),
+    ("GET", "/assets/{asset_id}/prices"),
     ("GET", "/metrics"),
 ]
 

@@ -4,8 +4,8 @@ every table the worker fills equals a clean run's on a fresh database, row for r
 
 Compared (database-local ids and ingestion times left out): ``records`` (test_crash_resume's
 snapshot), ``assets`` by slug, ``asset_mappings`` by (source_type, source_id, slug), and each
-raw table by (source_key, content_hash). Exact totals (series counts, news counts) agree with the table,
-and every run a kill left ``running`` was closed as ``interrupted``.
+raw table by (source_key, content_hash). Exact totals (series counts, news counts) agree with
+the table, and every run a kill left ``running`` was closed as ``interrupted``.
 """
 
 from __future__ import annotations

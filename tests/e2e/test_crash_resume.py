@@ -41,8 +41,9 @@ def snapshot(db: TestDatabase) -> list[tuple[object, ...]]:
     """The normalized table, without ingestion-time columns or database-local ids."""
     return query(
         db,
-        "SELECT r.source_type, r.source_id, r.kind, r.symbol, r.price_usd, r.source_timestamp, "
-        "encode(r.content_hash, 'hex'), a.slug FROM records r LEFT JOIN assets a "
+        "SELECT r.source_type, r.source_id, r.kind, r.symbol, r.price, r.open, r.high, r.low, "
+        "r.volume_base, r.volume_quote, r.market_cap, r.change_pct, r.source_timestamp, "
+        "r.title, r.summary, r.metadata::text, a.slug FROM records r LEFT JOIN assets a "
         "ON a.id = r.asset_id ORDER BY r.source_type, r.source_id",
     )
 

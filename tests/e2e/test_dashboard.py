@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from cryptoetl.api.ui_render import fmt_pct
+from cryptoetl.api.schemas import SeriesRef
+from cryptoetl.api.ui_render import fmt_pct, series_label
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.pg import REPO_ROOT, TestDatabase
@@ -184,33 +185,37 @@ async def _check_asset(page: Any, base: str, db: TestDatabase, api: httpx.AsyncC
     assert response.status == 200
     detail = (await api.get("/assets/bitcoin")).json()
     assert await page.locator("#asset").get_attribute("data-asset-id") == str(btc_id)
-    prices = {p["source_type"]: p["price_usd"] for p in detail["prices"]}
-    assert set(prices) == {"csv", "coingecko", "coinpaprika"}
-    for source, price in prices.items():
-        assert float(await page.locator(f"#price-{source}").get_attribute("data-value")) == price
+    prices = {p["series"]["id"]: p for p in detail["prices"]}
+    assert {p["source_type"] for p in prices.values()} == {"csv", "coingecko", "coinpaprika"}
+    for series_id, price in prices.items():
+        cell = page.locator(f"#price-{series_id}")
+        assert float(await cell.get_attribute("data-value")) == price["price"]
     spread = float(await page.locator("#spread").get_attribute("data-value"))
     assert spread == pytest.approx(detail["price_spread_pct"])
     shown = fmt_pct(detail["price_spread_pct"])
     assert shown in await page.locator("#spread").inner_text()
 
-    chart = page.locator("svg.price-chart")
-    box = await chart.bounding_box()
+    usd_chart = page.locator('div.chart[data-quote="USD"] svg.price-chart')
+    box = await usd_chart.bounding_box()
     assert box is not None
     assert box["width"] > 600
-    csv_rows = query(
-        db,
-        "SELECT count(*), (array_agg(price_usd ORDER BY source_timestamp DESC))[1] FROM records "
-        "WHERE asset_id = %s AND source_type = 'csv'",
-        btc_id,
-    )[0]
-    line = chart.locator('polyline.series[data-source="csv"]')
-    n = int(await line.get_attribute("data-n"))
-    assert 1 < n <= min(int(str(csv_rows[0])), 500)
-    assert len((await line.get_attribute("points")).split()) == n
-    assert float(await line.get_attribute("data-last")) == csv_rows[1] == prices["csv"]
-    for source in ("coingecko", "coinpaprika"):
-        api_line = chart.locator(f'polyline.series[data-source="{source}"]')
-        assert float(await api_line.get_attribute("data-last")) == prices[source]
+    history = (await api.get("/assets/bitcoin/prices")).json()
+    drawn = 0
+    for entry in history["series"]:
+        line = page.locator(
+            f'polyline.series[data-series="{series_label(SeriesRef(**entry["series"]))}"]'
+        )
+        if not entry["buckets"]:
+            assert await line.count() == 0
+            continue
+        n = int(await line.get_attribute("data-n"))
+        assert n == len(entry["buckets"]) <= 500
+        assert len((await line.get_attribute("points")).split()) == n
+        last = entry["buckets"][-1]["close"]
+        assert float(await line.get_attribute("data-last")) == last
+        assert last == prices[entry["series"]["id"]]["price"]  # the newest observation
+        drawn += 1
+    assert drawn >= 3
     news = page.locator("tr.news-item")
     assert await news.count() == len(detail["recent_news"]) > 0
     first_title = (await news.nth(0).locator(".news-title").inner_text()).strip()
@@ -232,7 +237,7 @@ async def _check_without_javascript(context: Any, base: str, db: TestDatabase) -
     await page.wait_for_url(f"{base}/ui/assets")
     await page.locator("tr[data-asset-id] a", has_text="Bitcoin").first.click()
     await page.wait_for_load_state()
-    assert await page.locator("svg.price-chart polyline.series").count() >= 2
+    assert await page.locator("svg.price-chart polyline.series").count() >= 3
     assert await page.locator("#spread").get_attribute("data-value")
     await page.close()
 

@@ -540,7 +540,7 @@ def stub(deployment: Deployment) -> Iterator[str]:
 def test_migrate_command_migrates_as_the_superuser(migrated: Deployment) -> None:
     with psycopg.connect(migrated.db.admin_url) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'records'")
+        owner = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'market_series'")
         assert owner.fetchone() == (urlsplit(migrated.server).username or "postgres",)
 
 

@@ -18,9 +18,10 @@ from cryptoetl.api.schemas import (
     AssetRef,
     NewsItem,
     RunItem,
+    SeriesRef,
     SourcePrice,
 )
-from cryptoetl.api.ui import bucket_edges, classify, judge_runs, overall_status
+from cryptoetl.api.ui import classify, judge_runs, overall_status
 from cryptoetl.api.ui_render import (
     AssetListPage,
     AssetPage,
@@ -43,7 +44,6 @@ from cryptoetl.api.ui_render import (
     run_timeline_svg,
     safe_href,
     scale,
-    thin,
     timeline_card,
 )
 
@@ -197,6 +197,9 @@ def test_asset_pages_escape_every_value_from_the_database() -> None:
             SourcePrice(
                 source_type="coingecko",
                 source_id=HOSTILE,
+                series=SeriesRef(id=1, venue=HOSTILE, base=HOSTILE, quote=HOSTILE, interval=None),
+                quote=HOSTILE,
+                price=1.5,
                 price_usd=1.5,
                 market_cap_usd=None,
                 volume_24h_usd=None,
@@ -218,7 +221,11 @@ def test_asset_pages_escape_every_value_from_the_database() -> None:
                 source_timestamp=NOW,
             )
         ],
-        series=[Series(HOSTILE, ((NOW, 1.0), (NOW + timedelta(hours=1), 2.0)), HOSTILE)],
+        series=[
+            Series(
+                HOSTILE, ((NOW, 1.0), (NOW + timedelta(hours=1), 2.0)), HOSTILE, HOSTILE, HOSTILE
+            )
+        ],
     )
     assert_inert(asset_page(view))
     listing = AssetListPage(
@@ -378,29 +385,6 @@ def test_scale_and_nice_ticks() -> None:
     assert nice_ticks(10, 0) == nice_ticks(0, 10)
     assert nice_ticks(float("nan"), 1) == [0.0, 1.0]
     assert nice_ticks(-1e308, 1e308) == [-1e308, 1e308]
-
-
-def test_thin_keeps_the_last_point_of_each_bucket() -> None:
-    points = [(NOW + timedelta(minutes=k), float(k)) for k in range(1000)]
-    thinned = thin(reversed(points), 500)
-    assert len(thinned) == 500
-    assert thinned[-1] == points[-1]
-    assert [t for t, _ in thinned] == sorted(t for t, _ in thinned)
-    assert thin(points[:10], 500) == points[:10]
-    duplicate = [(NOW, 1.0), (NOW, 2.0), (NOW + timedelta(hours=1), 3.0)]
-    assert thin(duplicate, 500) == [(NOW, 2.0), (NOW + timedelta(hours=1), 3.0)]
-    assert thin([], 500) == []
-
-
-def test_bucket_edges_cover_the_range_without_gaps() -> None:
-    lo, hi = NOW - timedelta(days=1000), NOW
-    starts, ends = bucket_edges(lo, hi)
-    assert len(starts) == len(ends) == 500
-    assert starts[0] == lo
-    assert ends[-1] == hi + timedelta(microseconds=1)  # hi itself falls in the last bucket
-    assert all(e == s for e, s in zip(ends, starts[1:], strict=False))
-    assert all(s < e for s, e in zip(starts, ends, strict=True))
-    assert bucket_edges(NOW, NOW) == ([NOW], [NOW + timedelta(microseconds=1)])
 
 
 # --- formatting -------------------------------------------------------------------------------

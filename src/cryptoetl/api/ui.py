@@ -66,6 +66,7 @@ from cryptoetl.api.ui_render import (
     dashboard_page,
     error_page,
     fmt_duration,
+    series_label,
 )
 from cryptoetl.config import SOURCE_TYPES, Settings
 
@@ -364,7 +365,7 @@ def chart_series(history: Sequence[PriceSeries]) -> list[Series]:
         points = tuple((b.start, b.close) for b in h.buckets if b.close is not None)
         if points:
             ref = h.series
-            label = f"{ref.venue} {ref.base}/{ref.quote or '?'} {ref.interval or '?'}"
+            label = series_label(ref)
             origin = f"{len(points)} bucket(s) of {h.bucket}"
             lines.append(Series(h.source_type, points, origin, label, ref.quote))
     return lines

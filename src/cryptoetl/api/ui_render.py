@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode, urlsplit
 
+from cryptoetl.api.prices import MAX_BUCKETS
 from cryptoetl.api.schemas import (
     Anomaly,
     AssetListItem,
@@ -26,6 +27,7 @@ from cryptoetl.api.schemas import (
     AssetRef,
     NewsItem,
     RunItem,
+    SeriesRef,
     SourcePrice,
 )
 
@@ -42,7 +44,7 @@ ANOMALY_COLOUR = "#bc4c00"
 SOURCE_COLOURS = {"csv": "#0969da", "coingecko": "#bf3989", "coinpaprika": "#8250df"}
 OTHER_COLOUR = "#57606a"
 TIMELINE_SLOTS = 20
-MAX_CHART_POINTS = 500
+MAX_CHART_POINTS = MAX_BUCKETS  # buckets per series, as /assets/{id}/prices returns them
 
 # --- formatting -------------------------------------------------------------------------------
 
@@ -639,21 +641,6 @@ def _time_label(value: datetime, span: timedelta) -> str:
     return value.strftime("%H:%M:%S")
 
 
-def thin(points: Iterable[tuple[datetime, float]], max_points: int) -> list[tuple[datetime, float]]:
-    """At most ``max_points``: the last point of each of ``max_points`` equal time buckets (the
-    same rule as the SQL downsampling of the CSV history). Sorted, duplicates dropped."""
-    ordered = sorted(dict(points).items())
-    if len(ordered) <= max_points or max_points < 1:
-        return ordered
-    lo, hi = ordered[0][0], ordered[-1][0]
-    span = (hi - lo).total_seconds() or 1.0
-    buckets: dict[int, tuple[datetime, float]] = {}
-    for t, v in ordered:
-        k = min(max_points - 1, int((t - lo).total_seconds() / span * max_points))
-        buckets[k] = (t, v)  # later points overwrite: the bucket keeps its last
-    return [buckets[k] for k in sorted(buckets)]
-
-
 def price_chart_svg(series: Sequence[Series], *, width: float = 1180, height: float = 360) -> str:
     """Prices of series of one quote currency on one time axis: a polyline per series, a dot
     per point when points are few, and a larger dot on each series' latest point."""
@@ -814,12 +801,18 @@ def _mapping_table(view: AssetPage) -> str:
     )
 
 
+def series_label(series: SeriesRef) -> str:
+    """``venue base/quote interval``, ``?`` where the source did not say."""
+    return f"{series.venue} {series.base}/{series.quote or '?'} {series.interval or '?'}"
+
+
 def _price_table(view: AssetPage) -> str:
     rows = "".join(
-        f'<tr class="price-row" data-source="{esc(p.source_type)}">'
-        f"<td><b>{esc(p.source_type)}</b></td>"
-        f'<td class="num price" id="price-{esc(p.source_type)}" data-value="{p.price_usd!r}">'
-        f"{esc(fmt_price(p.price_usd))}</td>"
+        f'<tr class="price-row" data-source="{esc(p.source_type)}" '
+        f'data-series-id="{p.series.id}"><td><b>{esc(p.source_type)}</b></td>'
+        f'<td class="mono">{esc(series_label(p.series))}</td>'
+        f'<td class="num price" id="price-{p.series.id}" data-value="{p.price!r}">'
+        f"{esc(fmt_price(p.price))} {esc(p.quote or '?')}</td>"
         f'<td class="num">{esc(fmt_price(p.market_cap_usd))}</td>'
         f'<td class="num">{esc(fmt_price(p.volume_24h_usd))}</td>'
         f'<td class="num">{esc(fmt_pct(p.change_24h_pct))}</td>'
@@ -827,11 +820,12 @@ def _price_table(view: AssetPage) -> str:
         f"<td>{time_tag(p.source_timestamp, view.now)}</td></tr>"
         for p in view.prices
     )
-    rows = rows or '<tr><td colspan="7" class="muted">no market rows</td></tr>'
+    rows = rows or '<tr><td colspan="8" class="muted">no market rows</td></tr>'
     return (
-        '<table class="prices"><thead><tr><th>Source</th><th class="num">Price USD</th>'
-        '<th class="num">Market cap</th><th class="num">Volume 24 h</th>'
-        '<th class="num">Change 24 h</th><th class="num">Rank</th><th>As of</th></tr></thead>'
+        '<table class="prices"><thead><tr><th>Source</th><th>Series</th>'
+        '<th class="num">Price</th><th class="num">Market cap USD</th>'
+        '<th class="num">Volume 24 h USD</th><th class="num">Change 24 h</th>'
+        '<th class="num">Rank</th><th>As of</th></tr></thead>'
         f"<tbody>{rows}</tbody></table>"
     )
 
@@ -892,9 +886,9 @@ def asset_page(view: AssetPage) -> str:
         f"the closes of at most {MAX_CHART_POINTS} buckets computed in SQL, as "
         f"{link(f'/assets/{a.id}/prices', 'JSON /assets/' + str(a.id) + '/prices')} returns "
         "them. One chart per quote currency.</p>"
-        f"<h2>Latest price per source</h2>{_price_table(view)}"
+        f"<h2>Latest price per series</h2>{_price_table(view)}"
         '<p class="muted small">Spread = (max &minus; min) / min &times; 100 over these latest '
-        "prices that were observed within 24 h of the newest one (same as "
+        "USD prices that were observed within 24 h of the newest one (same as "
         "<span class='mono'>price_spread_pct</span> in the JSON).</p>"
         f"<h2>Mapping per source</h2>{_mapping_table(view)}"
         f"<h2>Latest news mentioning {esc(a.symbol)}</h2>{_news_list(view)}"

@@ -315,12 +315,13 @@ async def test_asset_page_matches_json_and_database(
         )
         assert {s: int(m.attrs["data-records"]) for s, m in mappings.items()} == counts
 
-        prices = {p["source_type"]: p["price_usd"] for p in detail["prices"]}
+        prices = {p["series"]["id"]: p["price"] for p in detail["prices"]}
         assert {s: float(page.value(f"price-{s}")) for s in prices} == prices
         assert float(page.value("spread")) == pytest.approx(detail["price_spread_pct"])
+        latest = {p["source_type"]: p["price"] for p in detail["prices"]}
 
-        # The chart: 30 hourly CSV rows, each alone in its bucket, and the API snapshots (one
-        # point each: the fixture stores no per-coin raw history).
+        # The chart: 30 hourly CSV candles, each alone in its bucket, and the API snapshots (one
+        # observation each in the fixture).
         csv = page.one("polyline", "series", data_source="csv")
         assert int(csv.attrs["data-n"]) == 30
         assert float(csv.attrs["data-first"]) == 49_000.0 - 29 * 10
@@ -330,7 +331,7 @@ async def test_asset_page_matches_json_and_database(
         for source in ("coingecko", "coinpaprika"):
             line = page.one("polyline", "series", data_source=source)
             assert line.attrs["data-n"] == "1"
-            assert float(line.attrs["data-last"]) == prices[source]
+            assert float(line.attrs["data-last"]) == latest[source]
 
         news = page.find("tr", "news-item")
         assert [int(n.attrs["data-news-id"]) for n in news] == [

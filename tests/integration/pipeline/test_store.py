@@ -5,7 +5,6 @@ duplicates inside a batch, rejects stored once, news counts, and atomicity with 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,7 +57,8 @@ class Harness:
         async with self.engine.begin() as conn:
             await self.writer.assets.ensure_seed(conn)
             await conn.exec_driver_sql(
-                f"INSERT INTO runs (id, source_type, worker_id) VALUES ('{run_id}', '{source}', 't')"
+                "INSERT INTO runs (id, source_type, worker_id) "
+                f"VALUES ('{run_id}', '{source}', 'test')"
             )
         return run_id
 
@@ -69,8 +69,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(engine: AsyncEngine, clean_db: TestDatabase) -> AsyncIterator[Harness]:
-    yield Harness(engine)
+def harness(engine: AsyncEngine, clean_db: TestDatabase) -> Harness:
+    return Harness(engine)
 
 
 def series_state(db: TestDatabase) -> dict[str, tuple[int, datetime | None, datetime | None]]:
@@ -245,12 +245,16 @@ async def test_a_failed_batch_leaves_no_trace_and_no_stale_cache(
     """Everything of a batch (series, observations, checkpoint, counts) commits or none of it;
     after a rollback the writer's caches must not name series that never were."""
     run = await harness.run()
-    with pytest.raises(RuntimeError):
+
+    async def write_then_fail() -> None:
         async with engine.begin() as conn:
             await harness.writer.write_batch(
                 conn, "csv", run, Batch(records=[candle(0, symbol="NEWCOIN")], cursor={"n": 1})
             )
             raise RuntimeError("the database went away before the commit")
+
+    with pytest.raises(RuntimeError):
+        await write_then_fail()
     harness.writer.forget()
     assert query(database, "SELECT count(*) FROM market_series") == [(0,)]
     assert query(database, "SELECT count(*) FROM checkpoints") == [(0,)]

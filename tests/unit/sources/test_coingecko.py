@@ -30,7 +30,7 @@ def records(batch: Batch) -> dict[str, MarketRecord]:
     result: dict[str, MarketRecord] = {}
     for record in batch.records:
         assert isinstance(record, MarketRecord)
-        result[record.source_id] = record
+        result[record.base_key] = record
     return result
 
 
@@ -79,9 +79,9 @@ def test_page_1_fixture(fixtures_dir: Path) -> None:
     assert btc.source_type == "coingecko"
     assert (btc.coin_id, btc.symbol, btc.name, btc.rank) == ("bitcoin", "BTC", "Bitcoin", 1)
     assert btc.price_usd == 69163.0
-    assert btc.market_cap_usd == 1368224918122.0
-    assert btc.volume_24h_usd == 38991201772.0
-    assert btc.change_24h_pct == pytest.approx(1.86112)
+    assert btc.market_cap == 1368224918122.0
+    assert btc.volume_quote == 38991201772.0
+    assert btc.change_pct == pytest.approx(1.86112)
     assert btc.source_timestamp == datetime(2024, 11, 5, 11, 50, 50, 850000, tzinfo=UTC)
     assert btc.metadata["max_supply"] == 21000000.0
     assert btc.metadata["image"].startswith("https://coin-images.coingecko.com/")
@@ -93,11 +93,11 @@ def test_page_1_fixture(fixtures_dir: Path) -> None:
 def test_page_2_fixture_has_two_coins_sharing_a_symbol(fixtures_dir: Path) -> None:
     batch = parse_markets_page(page(fixtures_dir, 2), fetched_at=FETCHED_AT)
     assert (len(batch.records), batch.rejects, batch.drift) == (10, [], [])
-    hot = {r.source_id: r for r in records(batch).values() if r.symbol == "HOT"}
+    hot = {r.base_key: r for r in records(batch).values() if r.symbol == "HOT"}
     assert set(hot) == {"holotoken", "hydro-protocol-2"}
     assert hot["holotoken"].name != hot["hydro-protocol-2"].name
     inactive = hot["hydro-protocol-2"]
-    assert (inactive.rank, inactive.market_cap_usd) == (None, 0.0)
+    assert (inactive.rank, inactive.market_cap) == (None, 0.0)
 
 
 # --------------------------------------------------------------------------- broken bodies
@@ -193,7 +193,7 @@ def test_null_market_fields_are_kept_as_none() -> None:
     record = records(
         parse([item(current_price=None, market_cap=None, total_volume=None, market_cap_rank=None)])
     )["bitcoin"]
-    assert (record.price_usd, record.market_cap_usd, record.volume_24h_usd, record.rank) == (
+    assert (record.price_usd, record.market_cap, record.volume_quote, record.rank) == (
         None,
         None,
         None,
@@ -201,11 +201,12 @@ def test_null_market_fields_are_kept_as_none() -> None:
     )
 
 
-def test_duplicate_id_in_one_page_is_rejected() -> None:
+def test_duplicate_id_in_one_page_is_left_to_the_stores_rule() -> None:
+    """Two items of one coin are two observations of one series and timestamp: the store's one
+    rule for duplicates inside a batch (the later wins) applies, as for every source."""
     batch = parse([item(), item(current_price=1)])
-    assert records(batch)["bitcoin"].price_usd == 69163.0
-    [reject] = batch.rejects
-    assert "duplicate" in reject.reason
+    assert [r.price for r in batch.records] == [69163.0, 1]
+    assert not batch.rejects
 
 
 # --------------------------------------------------------------------------- the source
@@ -267,7 +268,7 @@ async def test_source_requests_every_page_with_params_and_cursor() -> None:
         {"last_page": 2, "pages": 3},
         {"last_page": 3, "pages": 3},
     ]
-    assert [r.source_id for b in batches for r in b.records] == ["a", "b", "c", "d", "e", "f"]
+    assert [r.base_key for b in batches for r in b.records] == ["a", "b", "c", "d", "e", "f"]
     url, params, headers = http.calls[0]
     assert url == "http://stub/api/v3/coins/markets"
     assert params == {

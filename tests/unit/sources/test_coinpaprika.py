@@ -66,7 +66,7 @@ def records(batch: Batch) -> dict[str, MarketRecord]:
     result: dict[str, MarketRecord] = {}
     for record in batch.records:
         assert isinstance(record, MarketRecord)
-        result[record.source_id] = record
+        result[record.base_key] = record
     return result
 
 
@@ -85,14 +85,14 @@ def test_fixture(fixtures_dir: Path) -> None:
         1,
     )
     assert btc.price_usd == 69150.12
-    assert btc.market_cap_usd == 1367420518904.0
-    assert btc.volume_24h_usd == 38514290112.41
-    assert btc.change_24h_pct == 1.84
+    assert btc.market_cap == 1367420518904.0
+    assert btc.volume_quote == 38514290112.41
+    assert btc.change_pct == 1.84
     assert btc.source_timestamp == datetime(2024, 11, 5, 12, 0, tzinfo=UTC)
     assert btc.metadata["max_supply"] == 21000000
     assert btc.metadata["percent_change_7d"] == 1.3
     # Same symbol, two different coins: identity is the id, never the symbol.
-    hot = sorted(r.source_id for r in by_id.values() if r.symbol == "HOT")
+    hot = sorted(r.base_key for r in by_id.values() if r.symbol == "HOT")
     assert hot == ["hot-holo", "hot-hydro-protocol"]
     # Rank 0 means "not ranked"; newer payloads have no circulating_supply.
     assert by_id["hot-hydro-protocol"].rank is None

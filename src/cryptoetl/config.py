@@ -139,6 +139,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_workers: int = 1
+    api_statement_timeout_ms: int = 5000
+    api_lock_timeout_ms: int = 2000
     stale_after_s: int = 3600
 
     def secret_values(self) -> list[str]:
@@ -285,6 +287,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, minimum=1),
         api_workers=_int(env, "API_WORKERS", 1, minimum=1),
+        api_statement_timeout_ms=_int(env, "API_STATEMENT_TIMEOUT_MS", 5000, minimum=100),
+        api_lock_timeout_ms=_int(env, "API_LOCK_TIMEOUT_MS", 2000, minimum=100),
         stale_after_s=_int(env, "STALE_AFTER_S", 3600, minimum=1),
     )
 

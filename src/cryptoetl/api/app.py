@@ -50,7 +50,11 @@ def _provide_registry(state: State) -> Registry:
 def create_app(settings: Settings) -> Litestar:
     """Build the API for ``settings`` (reads ``API_DATABASE_URL``, falling back to
     ``DATABASE_URL``). Connections are opened lazily, on the first request that needs one."""
-    db = Database(settings.require_api_database_url())
+    db = Database(
+        settings.require_api_database_url(),
+        statement_timeout_ms=settings.api_statement_timeout_ms,
+        lock_timeout_ms=settings.api_lock_timeout_ms,
+    )
     registry = Registry()
 
     async def close_db() -> None:

@@ -74,6 +74,31 @@ class DatabaseUnavailable(ApiError):
         super().__init__(message)
 
 
+class DatabaseBusy(ApiError):
+    """Reachable but not answering in time: a statement or lock timeout, or no free
+    connection. Distinct from unavailable, so operators look at locks and load, not the
+    network."""
+
+    status_code = 503
+    error = "database_busy"
+
+    def __init__(
+        self, message: str = "the database did not answer in time (busy or locked); retry shortly"
+    ) -> None:
+        super().__init__(message)
+
+
+# The server cancelled the statement: statement_timeout (57014) or lock_timeout (55P03).
+BUSY_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.LockNotAvailableError,
+)
+
+
+def is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, BUSY_ERRORS)
+
+
 class ParamErrors:
     """Collects every bad parameter of a request so one 400 names them all."""
 

@@ -37,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cryptoetl.db.notify import NOTIFY_DATA_CHANGED
 from cryptoetl.db.tables import MARKET_PARTITIONS, RAW_TABLES, checkpoints, drift_events, runs
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.series import SeriesKey, SeriesResolver, series_key
@@ -200,6 +201,10 @@ class Writer:
         counts.inserted, counts.updated = inserted + news_inserted, updated + news_updated
         # Duplicates inside the batch count as unchanged: they were looked at, not written twice.
         counts.unchanged = len(batch.records) - counts.inserted - counts.updated
+        if counts.inserted or counts.updated:
+            # Delivered at commit (never for a rolled-back batch): the API drops its cached
+            # responses that read this source.
+            await driver.execute(NOTIFY_DATA_CHANGED, source)
         counts.rejected = await store_rejects(driver, source, run_id, batch.rejects)
         new_drift = await store_drift(conn, source, run_id, batch.drift)
         counts.drift_events = len(new_drift)

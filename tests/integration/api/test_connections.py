@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import httpx
-import pytest
 
 from cryptoetl.api import deps
 from tests.integration.api.conftest import ApiData, sql
@@ -44,12 +44,13 @@ async def test_cancelled_request_leaves_the_api_usable(client: Client, api_data:
         assert (await client.get("/data?page_size=5")).status_code == 200
 
 
-async def test_idle_leases_are_revalidated(
-    client: Client, api_data: ApiData, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Every lease counts as idle too long: each request goes back through the engine's
-    # pre-pinged checkout, which must be just as correct.
-    monkeypatch.setattr(deps, "REVALIDATE_AFTER_IDLE_S", 0.0)
-    for _ in range(3):
-        assert (await client.get("/data?page_size=2")).status_code == 200
-        assert (await client.get("/health")).status_code == 200
+async def test_api_sessions_carry_their_timeouts(api_app: Any, api_data: ApiData) -> None:
+    db = api_app.state.db
+    async with db.connection() as conn:
+        assert await conn.fetchval("SHOW statement_timeout") == "5s"
+        assert await conn.fetchval("SHOW lock_timeout") == "2s"
+        assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
+        await conn.execute("SET statement_timeout = 0")  # a handler's change...
+    for _ in range(deps.POOL_SIZE + 1):
+        async with db.connection() as conn:  # ...is reset when the connection goes back
+            assert await conn.fetchval("SHOW statement_timeout") == "5s"

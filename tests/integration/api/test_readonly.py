@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
-import sqlalchemy.exc
 from litestar import Litestar
 
 from cryptoetl.api.deps import Database
@@ -47,9 +45,3 @@ async def test_the_login_itself_cannot_write(api_app: Litestar, api_data: ApiDat
             await conn.execute("ROLLBACK")
     async with app_db(api_app).connection() as conn:  # the pooled connection is still usable
         assert await conn.fetchval("SELECT count(*) FROM assets WHERE slug = 'evil'") == 0
-
-
-async def test_api_engine_sessions_are_read_only(api_app: Litestar, api_data: ApiData) -> None:
-    async with app_db(api_app).engine.connect() as conn:
-        with pytest.raises(sqlalchemy.exc.DBAPIError, match="read-only transaction"):
-            await conn.execute(sa.text(INSERT))

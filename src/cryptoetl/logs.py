@@ -6,8 +6,9 @@ structlog's :class:`~structlog.stdlib.ProcessorFormatter` renders each record:
 * ``LOG_FORMAT=json``: one JSON object per line — ``timestamp``, ``level``, ``logger``,
   ``message``, then every ``extra`` field (``event``, ``source``, ``run_id``, counts...), and
   ``exception`` (the traceback text) when there is one;
-* ``LOG_FORMAT=console``: one readable line — time, level, message, logger, ``key=value``
-  fields; a traceback follows on its own lines;
+* ``LOG_FORMAT=console``: one readable line — time, level, message, logger, ``event`` and the
+  other ``key=value`` fields, less those the message already shows (``GET /rss 200 14.3 ms``
+  needs no ``status=200``) and those that are None; a traceback follows on its own lines;
 * ``LOG_FORMAT=auto`` (the default): console when stdout is a terminal, JSON otherwise (in
   containers, under systemd, in CI).
 
@@ -44,6 +45,7 @@ ACCESS_THRESHOLDS: dict[AccessLog, int] = {
     "off": logging.CRITICAL + 10,  # above every level: nothing passes
 }
 _NOISY_LOGGERS = ("aiohttp.access", "sqlalchemy.engine", "asyncio", "granian.access")
+_CONSOLE_FIELDS = frozenset({"timestamp", "level", "logger", "message", "event", "exception"})
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder()
 
@@ -102,18 +104,28 @@ class _Redact:
         return redacted
 
 
+def _without_echoed_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Console only: drop fields that are None or whose value is a word of the message."""
+    words = set(str(event_dict.get("message", "")).split())
+    return {
+        key: value
+        for key, value in event_dict.items()
+        if key in _CONSOLE_FIELDS or (value is not None and str(value) not in words)
+    }
+
+
 def _render_json(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
     return _encoder.encode(event_dict).decode()
 
 
-def _processors(secrets: Iterable[str], renderer: Processor) -> list[Processor]:
+def _processors(secrets: Iterable[str], *renderer: Processor) -> list[Processor]:
     return [
         # Tracebacks become text here, so the redactor sees them and no renderer formats the
         # live exception (with its local variables) after redaction.
         structlog.processors.format_exc_info,
         _json_safe,
         _Redact(Redactor(secrets)),
-        renderer,
+        *renderer,
     ]
 
 
@@ -138,7 +150,8 @@ class ConsoleFormatter(structlog.stdlib.ProcessorFormatter):
             exception_formatter=structlog.dev.plain_traceback,
         )
         super().__init__(
-            foreign_pre_chain=[_record_fields], processors=_processors(secrets, renderer)
+            foreign_pre_chain=[_record_fields],
+            processors=_processors(secrets, _without_echoed_fields, renderer),
         )
 
 

@@ -80,6 +80,13 @@ def test_console_lines_are_readable_and_redact_secrets() -> None:
     assert "\x1b[" not in line  # no colours unless asked for
 
 
+def test_console_lines_leave_out_what_the_message_already_says() -> None:
+    line = ConsoleFormatter().format(
+        record("GET /rss 200 2.5 ms", event="stub_request", path="/rss", status=200, fault=None)
+    )
+    assert line.endswith("GET /rss 200 2.5 ms [cryptoetl.test] event=stub_request")
+
+
 def test_console_traceback_follows_the_line_redacted() -> None:
     text = ConsoleFormatter(secrets=[SECRET]).format(failing_record())
     first, *rest = text.splitlines()

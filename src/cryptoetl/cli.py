@@ -114,7 +114,7 @@ def _settings(*required: Callable[[Settings], object]) -> Settings:
         except ConfigError as exc:
             print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings)
     return settings
 
 

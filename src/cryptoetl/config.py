@@ -2,7 +2,9 @@
 
 Every variable the service understands is declared here and documented in `.env.example`.
 Secrets (API keys, database passwords) are wrapped in :class:`Secret` so that `repr`, logs and
-error messages never show them.
+error messages never show them. Credentials written into configured URLs (a token in an RSS
+feed's query string, ``user:pass@``) are secrets too: :meth:`Settings.secret_values` lists them
+for the redactors and URLs are only ever shown through :func:`cryptoetl.redaction.redact_url`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,30 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
+
+from cryptoetl.redaction import Redactor, url_credentials
+from cryptoetl.redaction import redact_url as redact_url  # re-exported: dev.py shows URLs with it
 
 DEFAULT_RSS_FEEDS = ("https://cointelegraph.com/rss",)
 DEFAULT_COINPAPRIKA_BASE_URL = "https://api.coinpaprika.com"
 DEFAULT_COINGECKO_BASE_URL = "https://api.coingecko.com/api/v3"
 SOURCE_TYPES = ("csv", "coinpaprika", "coingecko", "rss")
+LogFormat = Literal["auto", "json", "console"]
+AccessLog = Literal["errors", "off", "all"]
+CrossOriginRedirects = Literal["strip", "refuse"]
+# The choices of each, the default first.
+LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
+ACCESS_LOGS: tuple[AccessLog, ...] = ("errors", "off", "all")
+CROSS_ORIGIN_REDIRECTS: tuple[CrossOriginRedirects, ...] = ("strip", "refuse")
+# The largest real answer is CoinPaprika's /v1/tickers (every active coin, about 0.7 KB each:
+# a few MB); 32 MiB leaves room to grow while bounding what a hostile upstream can make us hold.
+DEFAULT_HTTP_MAX_BODY_BYTES = 32 * 1024 * 1024
+# CoinGecko pages hold at most 250 coins, feeds tens of entries; CoinPaprika lists every coin.
+DEFAULT_MAX_ITEMS_PER_PAGE = 50_000
 
 
 class ConfigError(ValueError):
@@ -95,22 +112,14 @@ class DatabaseUrl:
     __str__ = __repr__
 
 
-def redact_url(url: str) -> str:
-    """Replace the password of a URL with ``***`` (for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, ""))
-
-
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """All settings of worker, API and stub upstream. Built by :func:`load_settings`."""
 
     database_url: DatabaseUrl | None
     api_database_url: DatabaseUrl | None
     log_level: str = "INFO"
+    log_format: LogFormat = "auto"
+    access_log: AccessLog = "errors"
     # Group roles created by the migrations; login users join them (deploy/postgres/).
     writer_role: str = "cryptoetl_writer"
     reader_role: str = "cryptoetl_reader"
@@ -130,6 +139,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_max_attempts: int = 5
     http_max_wait_s: float = 120.0
     rate_limit_rpm: Mapping[str, int] = msgspec.field(default_factory=dict)
+    http_max_body_bytes: int = DEFAULT_HTTP_MAX_BODY_BYTES
+    http_cross_origin_redirects: CrossOriginRedirects = "strip"
+    max_items_per_page: int = DEFAULT_MAX_ITEMS_PER_PAGE
     # Worker
     batch_size: int = 5000
     max_new_assets_per_run: int = 10_000
@@ -144,12 +156,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     stale_after_s: int = 3600
 
     def secret_values(self) -> list[str]:
-        """Every secret in clear, for scrubbers (logs, stored errors); never print this."""
+        """Every secret in clear, for redactors (logs, stored errors); never print this.
+
+        API keys, database passwords and every credential found in a configured http(s) URL.
+        """
         values = [self.coinpaprika_api_key.reveal(), self.coingecko_api_key.reveal()]
-        for url in (self.database_url, self.api_database_url):
-            if url is not None and (password := urlsplit(url.reveal()).password):
-                values.append(password)
-        return [v for v in values if v]
+        for database_url in (self.database_url, self.api_database_url):
+            if database_url is not None:
+                values += url_credentials(database_url.reveal())
+        for url in (self.coinpaprika_base_url, self.coingecko_base_url, *self.rss_feed_urls):
+            values += url_credentials(url)
+        return [v for v in dict.fromkeys(values) if v]
+
+    def redactor(self) -> Redactor:
+        """The redactor of every secret of these settings."""
+        return Redactor(self.secret_values())
 
     def interval_for(self, source: str) -> int:
         return self.intervals_s.get(source, DEFAULT_INTERVALS_S[source])
@@ -226,6 +247,33 @@ def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
     return raw.rstrip("/")
 
 
+def _rss_feed_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    urls = _split_list(env.get("RSS_FEED_URLS", "")) or DEFAULT_RSS_FEEDS
+    shown: dict[str, str] = {}
+    for url in urls:
+        _http_url({"RSS_FEED_URLS": url}, "RSS_FEED_URLS", url)
+        # A feed is known by its redacted URL (cursor keys, stored metadata, messages), so two
+        # feeds may not differ only in their credentials.
+        display = redact_url(url)
+        if shown.setdefault(display, url) != url:
+            raise ConfigError(f"RSS_FEED_URLS lists {display!r} twice, with different credentials")
+    return urls
+
+
+Choice = TypeVar("Choice", bound=str)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[Choice, ...]) -> Choice:
+    """One of ``choices`` (case-insensitive); empty means the first."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    for choice in choices:
+        if raw == choice:
+            return choice
+    raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+
+
 def _role(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
@@ -257,13 +305,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-    rss = _split_list(env.get("RSS_FEED_URLS", "")) or DEFAULT_RSS_FEEDS
-    for url in rss:
-        _http_url({"RSS_FEED_URLS": url}, "RSS_FEED_URLS", url)
     return Settings(
         database_url=_database_url(env, "DATABASE_URL"),
         api_database_url=_database_url(env, "API_DATABASE_URL"),
         log_level=log_level,
+        log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS),
+        access_log=_choice(env, "ACCESS_LOG", ACCESS_LOGS),
         writer_role=_role(env, "DB_WRITER_ROLE", "cryptoetl_writer"),
         reader_role=_role(env, "DB_READER_ROLE", "cryptoetl_reader"),
         csv_paths=_split_list(env.get("CSV_PATHS", "")),
@@ -274,12 +321,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         coingecko_api_key=Secret(env.get("COINGECKO_API_KEY", "").strip()),
         coingecko_pages=_int(env, "COINGECKO_PAGES", 1, minimum=1),
         coingecko_per_page=_int(env, "COINGECKO_PER_PAGE", 250, minimum=1),
-        rss_feed_urls=rss,
+        rss_feed_urls=_rss_feed_urls(env),
         enabled_sources=_sources(env),
         http_timeout_s=_float(env, "HTTP_TIMEOUT_S", 20.0),
         http_max_attempts=_int(env, "HTTP_MAX_ATTEMPTS", 5, minimum=1),
         http_max_wait_s=_float(env, "HTTP_MAX_WAIT_S", 120.0),
         rate_limit_rpm={**DEFAULT_RATE_LIMIT_RPM, **_pairs(env, "RATE_LIMIT_RPM")},
+        http_max_body_bytes=_int(
+            env, "HTTP_MAX_BODY_BYTES", DEFAULT_HTTP_MAX_BODY_BYTES, minimum=1024
+        ),
+        http_cross_origin_redirects=_choice(
+            env, "HTTP_CROSS_ORIGIN_REDIRECTS", CROSS_ORIGIN_REDIRECTS
+        ),
+        max_items_per_page=_int(env, "MAX_ITEMS_PER_PAGE", DEFAULT_MAX_ITEMS_PER_PAGE, minimum=1),
         batch_size=_int(env, "BATCH_SIZE", 5000, minimum=1),
         max_new_assets_per_run=_int(env, "MAX_NEW_ASSETS_PER_RUN", 10_000, minimum=1),
         intervals_s=_pairs(env, "INTERVALS_S"),
@@ -303,8 +357,9 @@ def load_settings_or_exit(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def settings_summary(settings: Settings) -> dict[str, Any]:
-    """A log-safe view of the settings (secrets redacted)."""
+    """A log-safe view of the settings (secrets and credentials in URLs redacted)."""
+    redact = settings.redactor()
     return {
-        field: repr(value) if isinstance(value, Secret | DatabaseUrl) else value
+        field: repr(value) if isinstance(value, Secret | DatabaseUrl) else redact.redact_json(value)
         for field, value in msgspec.structs.asdict(settings).items()
     }

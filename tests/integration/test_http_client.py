@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -337,3 +338,88 @@ async def test_get_outside_context_is_an_error() -> None:
     http = HttpClient(settings())
     with pytest.raises(RuntimeError, match="async with"):
         await http.get("http://127.0.0.1:9/")
+
+
+# --------------------------------------------------------------------------- hostile upstreams
+
+
+async def test_body_limit_is_exact(tmp_path: Path) -> None:
+    body = b"[" + b" " * 2046 + b"]"  # 2048 bytes
+    async with stub_and_client(tmp_path, HTTP_MAX_BODY_BYTES="2048") as (stub, http):
+        (stub.state.fixtures_dir / "coinpaprika" / "tickers.json").write_bytes(body)
+        assert (await http.get(stub.url("/v1/tickers"))).body == body
+        (stub.state.fixtures_dir / "coinpaprika" / "tickers.json").write_bytes(body + b" ")
+        with pytest.raises(UpstreamError, match=r"exceeds HTTP_MAX_BODY_BYTES=2048 bytes"):
+            await http.get(stub.url("/v1/tickers"))
+
+
+async def test_redirect_loop_stops_after_ten_hops(tmp_path: Path) -> None:
+    async with stub_and_client(tmp_path) as (stub, http):
+        stub.set_faults([Fault(path="/v1", kind="redirect", location=stub.base_url, count=100)])
+        with pytest.raises(UpstreamError, match=r"more than 10 redirects \(the last to http://"):
+            await http.get(stub.url("/v1/tickers"))
+    assert len(stub.requests) == 11
+
+
+async def _hostile(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name == "ftp":
+        return web.Response(status=301, headers={"Location": "ftp://files.example/x"})
+    if name == "userinfo":
+        target = f"http://intruder:pw@{request.host}/arrived"
+        return web.Response(status=302, headers={"Location": target})
+    if name == "big-error":
+        return web.Response(status=400, text="E" * 1_000_000)
+    return web.json_response({"authorization": request.headers.get("Authorization")})
+
+
+@asynccontextmanager
+async def hostile_server() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_get("/{name}", _hostile)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_redirect_to_a_non_http_location_fails() -> None:
+    async with hostile_server() as base, HttpClient(settings()) as http:
+        with pytest.raises(UpstreamError, match=r"HTTP 301 redirect to an unusable Location"):
+            await http.get(f"{base}/ftp")
+
+
+async def test_credentials_in_a_location_are_never_used() -> None:
+    async with hostile_server() as base, HttpClient(settings()) as http:
+        response = await http.get(f"{base}/userinfo")
+    assert json.loads(response.body) == {"authorization": None}
+    assert response.url == f"{base}/arrived"
+
+
+async def test_url_credentials_travel_as_authorization_and_stay_home(tmp_path: Path) -> None:
+    async with (
+        running_stub(make_fixtures(tmp_path / "a")) as stub,
+        running_stub(make_fixtures(tmp_path / "b"), host="127.0.0.2") as other,
+        HttpClient(settings()) as http,
+    ):
+        stub.set_faults([Fault(path="/v1", kind="redirect", location=other.base_url)])
+        host = stub.base_url.removeprefix("http://")
+        response = await http.get(f"http://reader:{SECRET}@{host}/v1/tickers")
+    assert response.body == TICKERS
+    assert stub.requests[0].headers["Authorization"].startswith("Basic ")
+    assert "Authorization" not in other.requests[0].headers
+    assert response.url == f"{other.base_url}/v1/tickers"
+
+
+async def test_a_huge_error_body_is_quoted_in_200_characters() -> None:
+    async with hostile_server() as base, HttpClient(settings()) as http:
+        with pytest.raises(UpstreamError) as caught:
+            await http.get(f"{base}/big-error")
+    message = str(caught.value)
+    assert message.startswith(f"GET {base}/big-error: HTTP 400 Bad Request: EEEE")
+    assert len(message) < len(base) + 250
+    assert message.endswith("…")

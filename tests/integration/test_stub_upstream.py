@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
+import logging
 import os
 import socket
 import time
@@ -310,6 +312,10 @@ async def test_fault_endpoints(tmp_path: Path) -> None:
                 "retry_after": None,
                 "retry_after_date": False,
                 "delay_s": 0.0,
+                "location": "",
+                "redirect_status": 302,
+                "size_bytes": 1 << 30,
+                "items": 1_000_000,
                 "remaining": 2,
             }
         ]
@@ -340,11 +346,14 @@ async def test_handle_helpers(tmp_path: Path) -> None:
         assert stub.requests == []
 
 
-async def test_serve_until_cancelled(tmp_path: Path) -> None:
+async def test_serve_until_cancelled_with_one_short_access_line_per_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "cryptoetl.stub.access")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    task = asyncio.create_task(serve(port, make_fixtures(tmp_path), faults=""))
+    task = asyncio.create_task(serve(port, make_fixtures(tmp_path), faults="/v1/tickers:503"))
     try:
         async with aiohttp.ClientSession() as session:
             for _ in range(100):
@@ -355,11 +364,98 @@ async def test_serve_until_cancelled(tmp_path: Path) -> None:
                     await asyncio.sleep(0.02)
             else:
                 pytest.fail("stub did not start")
+            headers = {"x-cg-demo-api-key": "CG-stub-log-key-1", "User-Agent": "agent-x"}
+            url = f"http://127.0.0.1:{port}/v1/tickers?quotes=USD&api_key=CG-stub-log-key-2"
+            await fetch(session, url, headers=headers)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     assert (status, body) == (200, b"ok")
+    lines = [r for r in caplog.records if r.name == "cryptoetl.stub.access"]
+    assert [r.getMessage().rsplit(" ", 2)[0] for r in lines] == [
+        "GET / 200",
+        "GET /v1/tickers?quotes=USD&api_key=*** 503 (fault 503)",
+    ]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.ERROR]
+    for record in lines:
+        assert len(record.getMessage()) < 100
+        text = str(record.__dict__)
+        assert "agent-x" not in text  # no header dump
+        assert "CG-stub-log-key" not in text
+
+
+# --------------------------------------------------------------------------- hostile kinds
+
+
+async def test_echo_key_quotes_the_key_it_received(tmp_path: Path) -> None:
+    async with stub_session(tmp_path, "/api/v3:echo_key*always") as (stub, session):
+        headers = {"x-cg-demo-api-key": "CG-echo-me"}
+        status, head, body = await fetch(
+            session, stub.url("/api/v3/coins/markets"), headers=headers
+        )
+    assert (status, head["content-type"]) == (200, "text/plain; charset=utf-8")
+    assert b"CG-echo-me" in body
+
+
+async def test_redirect_goes_to_location_with_path_and_query(tmp_path: Path) -> None:
+    fault = Fault(path="/v1", kind="redirect", location="http://127.0.0.2:9/", redirect_status=307)
+    async with stub_session(tmp_path, [fault]) as (stub, session):
+        status, head, _ = await fetch(
+            session, stub.url("/v1/tickers?quotes=USD"), allow_redirects=False
+        )
+    assert (status, head["location"]) == (307, "http://127.0.0.2:9/v1/tickers?quotes=USD")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        '{"kind": "redirect"}',
+        '{"kind": "redirect", "location": "ftp://x"}',
+        '{"kind": "redirect", "location": "http://x", "redirect_status": 200}',
+        '{"kind": "gzip_bomb", "size_bytes": -1}',
+    ],
+)
+def test_bad_hostile_specs(spec: str) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        parse_faults(spec)
+
+
+async def test_gzip_bomb_is_a_valid_gzip_stream(tmp_path: Path) -> None:
+    size = 3 * (1 << 20) + 123
+    fault = Fault(path="/api/v3", kind="gzip_bomb", size_bytes=size)
+    async with (
+        stub_session(tmp_path, [fault]) as (stub, session),
+        session.get(stub.url("/api/v3/coins/markets"), auto_decompress=False) as resp,
+    ):
+        wire = await resp.read()
+        encoding = resp.headers["Content-Encoding"]
+    assert encoding == "gzip"
+    assert len(wire) < 8 * 1024  # about 1 KB per MiB
+    assert gzip.decompress(wire) == bytes(size)
+
+
+async def test_endless_body_never_ends(tmp_path: Path) -> None:
+    async with (
+        stub_session(tmp_path, "/rss:endless") as (stub, session),
+        session.get(stub.url("/rss")) as resp,
+    ):
+        read = 0
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            read += len(chunk)
+            if read > 4 << 20:
+                break
+    assert read > 4 << 20  # and the stub let go when we closed
+
+
+async def test_huge_json_is_a_valid_array_of_coins(tmp_path: Path) -> None:
+    fault = Fault(path="/api/v3", kind="huge_json", items=2500)
+    async with stub_session(tmp_path, [fault]) as (stub, session):
+        _, _, body = await fetch(session, stub.url("/api/v3/coins/markets"))
+    coins = json.loads(body)
+    assert len(coins) == 2500
+    assert coins[-1]["id"] == "coin-2499"
+    assert 150 < len(body) / len(coins) < 250
 
 
 def test_http_date_helper_sanity() -> None:

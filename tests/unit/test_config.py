@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 
 import pytest
 
-from cryptoetl.config import ConfigError, Secret, load_settings
-from cryptoetl.logs import JsonFormatter
+from cryptoetl.config import ConfigError, Secret, load_settings, settings_summary
 
 URL = "postgresql://etl:hunter2-password@db.example:5432/cryptoetl"
 
@@ -51,6 +49,12 @@ def test_api_keys_are_redacted_in_repr() -> None:
         ({"INTERVALS_S": "csv=fast"}, "INTERVALS_S"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"DB_READER_ROLE": "Robert'); DROP"}, "DB_READER_ROLE"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"ACCESS_LOG": "some"}, "ACCESS_LOG"),
+        ({"HTTP_CROSS_ORIGIN_REDIRECTS": "follow"}, "HTTP_CROSS_ORIGIN_REDIRECTS"),
+        ({"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
+        ({"HTTP_MAX_BODY_BYTES": "32MB"}, "HTTP_MAX_BODY_BYTES"),
+        ({"MAX_ITEMS_PER_PAGE": "0"}, "MAX_ITEMS_PER_PAGE"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -82,15 +86,65 @@ def test_lists_pairs_and_defaults() -> None:
     assert settings.rss_feed_urls == ("https://cointelegraph.com/rss",)
 
 
-def test_log_lines_scrub_secrets() -> None:
-    formatter = JsonFormatter(secrets=["sentinel-key-123"])
-    record = logging.makeLogRecord(
-        {"msg": "calling with %s", "args": ("sentinel-key-123",), "levelname": "INFO"}
+def test_hostile_upstream_limits_and_log_settings() -> None:
+    defaults = load_settings({})
+    assert (defaults.log_format, defaults.access_log) == ("auto", "errors")
+    assert defaults.http_max_body_bytes == 32 * 1024 * 1024
+    assert defaults.http_cross_origin_redirects == "strip"
+    assert defaults.max_items_per_page == 50_000
+    settings = load_settings(
+        {
+            "LOG_FORMAT": "Console",
+            "ACCESS_LOG": "off",
+            "HTTP_MAX_BODY_BYTES": "1048576",
+            "HTTP_CROSS_ORIGIN_REDIRECTS": "refuse",
+            "MAX_ITEMS_PER_PAGE": "10",
+        }
     )
-    record.__dict__["url"] = "http://x/?key=sentinel-key-123"
-    line = formatter.format(record)
-    assert "sentinel-key-123" not in line
-    assert '"url":"http://x/?key=***"' in line
+    assert (settings.log_format, settings.access_log) == ("console", "off")
+    assert settings.http_max_body_bytes == 1 << 20
+    assert settings.http_cross_origin_redirects == "refuse"
+    assert settings.max_items_per_page == 10
+
+
+FEED_TOKEN = "feed-token-8c1f0a77"
+FEED_PASSWORD = "p@ss-w0rd-4417"
+
+
+def test_credentials_in_configured_urls_are_secrets_and_never_shown() -> None:
+    settings = load_settings(
+        {
+            "RSS_FEED_URLS": (
+                f"https://news.example/rss?token={FEED_TOKEN}&lang=en,"
+                "https://reader:p%40ss-w0rd-4417@private.example/feed"
+            ),
+            "COINGECKO_BASE_URL": "https://gecko-token-5512@proxy.example/api/v3",
+            "DATABASE_URL": "postgresql://postgres@db.example/cryptoetl",  # a role, not a secret
+        }
+    )
+    secrets = settings.secret_values()
+    for credential in (FEED_TOKEN, FEED_PASSWORD, "p%40ss-w0rd-4417", "gecko-token-5512"):
+        assert credential in secrets
+    assert "postgres" not in secrets
+    assert "reader" not in secrets  # a user name with a password is not the secret
+    shown = repr(settings_summary(settings))
+    for credential in (FEED_TOKEN, "w0rd", "gecko-token"):
+        assert credential not in shown
+    assert "https://news.example/rss?token=***&lang=en" in shown
+
+
+def test_feeds_differing_only_in_credentials_are_an_error() -> None:
+    with pytest.raises(ConfigError, match="RSS_FEED_URLS") as info:
+        load_settings(
+            {"RSS_FEED_URLS": "https://x.example/rss?token=aaaa1111,https://x.example/rss?token=b2"}
+        )
+    assert "aaaa1111" not in str(info.value)
+
+
+def test_bad_feed_url_error_does_not_show_its_token() -> None:
+    with pytest.raises(ConfigError, match="RSS_FEED_URLS") as info:
+        load_settings({"RSS_FEED_URLS": f"ftp://host/feed?token={FEED_TOKEN}"})
+    assert FEED_TOKEN not in str(info.value)
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -109,7 +109,7 @@ def app_from_env() -> Litestar:
     except ConfigError as exc:
         print(f"cryptoetl api: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings)
     return create_app(settings)
 
 

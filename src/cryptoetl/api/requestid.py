@@ -1,4 +1,4 @@
-"""Request context: ``X-Request-ID``, timing, the JSON access log line and request metrics.
+"""Request context: ``X-Request-ID``, timing, the access log line and request metrics.
 
 It wraps Litestar's whole request pipeline (routing and exception handling included) rather than
 sitting in Litestar's per-route middleware stack, because that stack only runs *after* routing:
@@ -23,6 +23,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from cryptoetl.api.metrics import Registry
+from cryptoetl.logs import access_level
 
 access_log = logging.getLogger("cryptoetl.api.access")
 
@@ -78,8 +79,14 @@ class RequestContext:
         route = scope.get("path_template") or "unmatched"
         method = str(scope.get("method", "GET"))
         self.registry.observe(method, route, status, seconds)
-        access_log.info(
-            "request",
+        # At the level of the status, so that ACCESS_LOG=errors keeps only 4xx and 5xx lines.
+        access_log.log(
+            access_level(status),
+            "%s %s %d %.1f ms",
+            method,
+            scope["path"],
+            status,
+            seconds * 1000,
             extra={
                 "event": "http_request",
                 "method": method,

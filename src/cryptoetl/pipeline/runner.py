@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cryptoetl.config import Settings
 from cryptoetl.db.tables import checkpoints, market_series, news_counts, runs
 from cryptoetl.pipeline.store import BatchCounts, Writer
+from cryptoetl.redaction import Redactor
 from cryptoetl.sources.base import Batch, Source, SourceError, SourceType
 
 log = logging.getLogger("cryptoetl.worker")
@@ -336,7 +337,6 @@ class SourceRunner:
         await conn.execute(stmt.on_conflict_do_update(index_elements=["source_type"], set_=values))
 
     def _describe(self, exc: BaseException) -> str:
+        """The error of a run as stored and logged: redacted, then cut (the one rule)."""
         text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text[:2000]
+        return Redactor(self._secrets).truncate(text, 2000)

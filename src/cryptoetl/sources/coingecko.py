@@ -171,7 +171,9 @@ class CoinGeckoSource:
         pages = self._settings.coingecko_pages
         for page in range(1, pages + 1):
             body = await self._fetch_page(page)
-            items = decode_json_items(body, what=_what(page))
+            items = decode_json_items(
+                body, what=_what(page), max_items=self._settings.max_items_per_page
+            )
             for batch in market_batches(
                 items,
                 CoinGeckoMarket,

@@ -150,7 +150,12 @@ class CoinPaprikaSource:
             headers=self._headers(),
         )
         fetched_at = datetime.now(UTC)
-        items = decode_json_items(response.body, what=WHAT, allow_object=True)
+        items = decode_json_items(
+            response.body,
+            what=WHAT,
+            allow_object=True,
+            max_items=self._settings.max_items_per_page,
+        )
         for batch in market_batches(
             items,
             CoinPaprikaTicker,

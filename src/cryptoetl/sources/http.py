@@ -11,8 +11,31 @@
   a ``Retry-After`` beyond the remaining budget fails at once;
 * other statuses (400, 401, 403, 404, ...) fail at once, unless listed in ``accept_statuses``.
 
-Every final failure is an :class:`UpstreamError`. Header values given by the caller, the API keys
-from the settings and secret-looking query parameters are scrubbed from every message and log.
+Hostile upstreams (issue 14) meet these rules, each failing the request at once (retrying would
+only do the same harm again) with a message that names the setting:
+
+* **Body size.** The body is streamed and counted as it is read, *after* decompression; past
+  ``settings.http_max_body_bytes`` reading stops and the connection is closed. A gzip bomb or an
+  endless chunked body costs at most that much memory (aiohttp inflates in bounded steps and
+  only as fast as we read).
+* **Redirects** are followed here, not by aiohttp, which forwards every header but
+  ``Authorization`` to another origin. A *secret header* is one whose name looks secret
+  (:func:`~cryptoetl.redaction.is_secret_name`: ``Authorization``, ``x-cg-demo-api-key``...) or
+  whose value holds a configured secret. When a redirect leaves the origin (scheme, host, port),
+  ``settings.http_cross_origin_redirects`` decides: ``strip`` (the default) follows it without
+  any secret header, ``refuse`` fails the request. Each hop is logged (``http_redirect``, with
+  the target and the headers stripped), and :attr:`HttpResponse.url` is the final URL. At most
+  :data:`MAX_REDIRECTS` hops; credentials in a ``Location`` are never used.
+* **Echoed credentials.** An accepted body that contains a credential this request sent in a
+  header is refused: no legitimate API answers with our key, and such a body must not reach
+  raw tables or error excerpts. Credentials in the URL itself are not checked (feeds quote their
+  own URL, token included, in self links); the RSS source redacts those from what it stores.
+* **Credentials in the URL** (``https://user:pass@host``) are sent as an ``Authorization``
+  header, so they are stripped across origins like any other secret header.
+
+Every message and log line goes through the request's :class:`~cryptoetl.redaction.Redactor`
+(the settings' secrets plus this request's secret header and query values), redacted before it
+is cut; quoted upstream text is cut to :data:`~cryptoetl.redaction.EXCERPT_CHARS`.
 """
 
 from __future__ import annotations
@@ -21,38 +44,48 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from types import TracebackType
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
+from aiohttp import hdrs
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
 from yarl import URL
 
 from cryptoetl import __version__
 from cryptoetl.config import Settings
+from cryptoetl.redaction import (
+    MIN_SECRET_CHARS,
+    Redactor,
+    is_secret_name,
+    redact_url,
+    url_credentials,
+)
 from cryptoetl.sources.base import SourceError
 
 logger = logging.getLogger("cryptoetl.http")
 
 DEFAULT_HOST_RPM = 600
 DEFAULT_BURST = 3
-BODY_EXCERPT_CHARS = 200
 USER_AGENT = f"cryptoetl/{__version__}"
-_SECRET_PARAM = re.compile(r"key|token|secret|passw|signature|auth", re.IGNORECASE)
-_MIN_SECRET_LEN = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10  # as aiohttp and browsers
+READ_CHUNK_BYTES = 64 * 1024
+# An excerpt shows 200 characters; it is taken from this much of the body, decoded and redacted
+# first (a body is never decoded whole just to quote its start).
+EXCERPT_SOURCE_BYTES = 64 * 1024
 _BUDGET_EPSILON_S = 1e-3
 
 
 class HttpResponse(msgspec.Struct, frozen=True):
-    """A response as received. ``url`` has secret query values replaced by ``***``."""
+    """A response as received. ``url`` is the final URL (after redirects), redacted."""
 
     url: str
     status: int
@@ -102,36 +135,9 @@ def is_retryable_status(status: int) -> bool:
     return status == HTTPStatus.TOO_MANY_REQUESTS or 500 <= status <= 599
 
 
-def redact_url(url: URL) -> str:
-    """The URL without credentials and with secret-looking query values replaced by ``***``."""
-    if url.user is not None or url.password is not None:
-        url = url.with_user(None)
-    if url.query:
-        query = [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in url.query.items()]
-        url = url.with_query(query)
-    return str(url)
-
-
-class Scrubber:
-    """Replaces known secret values with ``***`` in any text."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        values: set[str] = set()
-        for secret in secrets:
-            values.add(secret.strip())
-            values.update(secret.split())  # e.g. the token of "Bearer <token>"
-        self._secrets = sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len)[::-1]
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-def body_excerpt(body: bytes, scrub: Callable[[str], str]) -> str:
-    """The first :data:`BODY_EXCERPT_CHARS` characters of ``body`` on one line, scrubbed."""
-    text = " ".join(body.decode("utf-8", errors="replace").split())
-    return scrub(text)[:BODY_EXCERPT_CHARS]
+def body_excerpt(body: bytes, redact: Redactor) -> str:
+    """The start of ``body`` on one line for a message: decoded, redacted, *then* cut."""
+    return redact.excerpt(body[:EXCERPT_SOURCE_BYTES].decode("utf-8", errors="replace"))
 
 
 def status_text(status: int, reason: str | None) -> str:
@@ -201,15 +207,30 @@ class RateLimiter:
 
 @dataclass(frozen=True, slots=True)
 class _Request:
-    """One logical GET (all its attempts)."""
+    """One logical GET (all its attempts and redirects)."""
 
-    url: str
+    url: URL  # without user info: URL credentials travel in the Authorization header
     display_url: str
-    host: str
     params: dict[str, str] | None
-    headers: dict[str, str] | None
+    headers: dict[str, str]
+    secret_headers: frozenset[str]  # lower-cased names
+    # (header name, value) of every credential sent in a header, never expected back in a body
+    sent_credentials: tuple[tuple[str, str], ...]
     accept_statuses: frozenset[int]
-    scrub: Scrubber
+    redact: Redactor
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """Where one request of a redirect chain goes, and with which headers."""
+
+    url: URL
+    params: dict[str, str] | None
+    headers: dict[str, str]
+
+    @property
+    def full_url(self) -> URL:
+        return self.url.update_query(self.params) if self.params else self.url
 
 
 class HttpClient:
@@ -227,7 +248,7 @@ class HttpClient:
         self._limiter = RateLimiter(settings.rate_limit_rpm, DEFAULT_HOST_RPM, burst)
         self._backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._jitter = wait_random(0, backoff_initial_s)
-        self._known_secrets = settings.secret_values()
+        self._redactor = settings.redactor()
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpClient:
@@ -255,8 +276,8 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         accept_statuses: frozenset[int] = frozenset({200}),
     ) -> HttpResponse:
-        """GET ``url`` under the retry and rate-limit policy; raise :class:`UpstreamError`."""
-        request = self._request(url, params, headers, accept_statuses)
+        """GET ``url`` under the retry, rate-limit and redirect policy; raise UpstreamError."""
+        request = self._request(url, params, headers or {}, accept_statuses)
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Retryable),
             wait=self._wait,
@@ -268,42 +289,68 @@ class HttpClient:
         response: HttpResponse = await retrying(self._attempt, request)
         return response
 
-    # ----------------------------------------------------------------- one attempt
+    # ----------------------------------------------------------------- the request
 
     def _request(
         self,
         url: str,
         params: dict[str, str] | None,
-        headers: dict[str, str] | None,
+        headers: Mapping[str, str],
         accept_statuses: frozenset[int],
     ) -> _Request:
-        secrets = [*self._known_secrets, *(headers or {}).values()]
-        secrets += [v for k, v in (params or {}).items() if _SECRET_PARAM.search(k)]
-        scrub = Scrubber(secrets)
-        try:
-            display = redact_url(URL(url).update_query(params) if params else URL(url))
-        except (TypeError, ValueError) as exc:
-            raise UpstreamError(f"GET {scrub(url)}: invalid URL: {scrub(str(exc))}") from None
-        return _Request(
-            url=url,
-            display_url=scrub(display),
-            host=urlsplit(url).hostname or "",
-            params=params,
-            headers=headers,
-            accept_statuses=accept_statuses,
-            scrub=scrub,
+        credentials = [(k, v) for k, v in headers.items() if self._is_secret(k, v)]
+        secret_params = [v for k, v in (params or {}).items() if is_secret_name(k)]
+        redact = self._redactor.with_secrets(
+            [*url_credentials(url), *secret_params, *(v for _, v in credentials)]
         )
+        try:
+            target = URL(url)
+            display = redact(redact_url(target.update_query(params) if params else target))
+            auth = aiohttp.BasicAuth.from_url(target)
+        except (TypeError, ValueError) as exc:
+            raise UpstreamError(
+                f"GET {redact(redact_url(url))}: invalid URL: {redact.excerpt(str(exc))}"
+            ) from None
+        sent = dict(headers)
+        if auth is not None:
+            sent[hdrs.AUTHORIZATION] = auth.encode()
+            target = target.with_user(None)
+            # The header, and what it encodes: the password, or a lone user name (a token).
+            credentials.append((hdrs.AUTHORIZATION, sent[hdrs.AUTHORIZATION]))
+            credentials.append((hdrs.AUTHORIZATION, auth.password or auth.login))
+            redact = redact.with_secrets([sent[hdrs.AUTHORIZATION]])
+        return _Request(
+            url=target,
+            display_url=display,
+            params=params,
+            headers=sent,
+            secret_headers=frozenset(name.lower() for name, _ in credentials),
+            sent_credentials=tuple((n, v) for n, v in credentials if len(v) >= MIN_SECRET_CHARS),
+            accept_statuses=accept_statuses,
+            redact=redact,
+        )
+
+    def _is_secret(self, name: str, value: str) -> bool:
+        return is_secret_name(name) or any(s in value for s in self._redactor.secrets)
+
+    # ----------------------------------------------------------------- one attempt
 
     async def _attempt(self, request: _Request) -> HttpResponse:
         if self._session is None:
             raise RuntimeError("HttpClient used outside 'async with'")
-        await self._limiter.acquire(request.host)
+        hop = _Hop(request.url, request.params, request.headers)
         try:
-            async with self._session.get(
-                request.url, params=request.params, headers=request.headers
-            ) as resp:
-                body = await resp.read()
-                response = self._response(request, resp, body)
+            for _ in range(MAX_REDIRECTS + 1):
+                await self._limiter.acquire(hop.url.host or "")
+                async with self._session.get(
+                    hop.url, params=hop.params, headers=hop.headers, allow_redirects=False
+                ) as resp:
+                    location = resp.headers.get(hdrs.LOCATION)
+                    if resp.status not in REDIRECT_STATUSES or location is None:
+                        body = await self._read_body(request, resp)
+                        response = self._response(request, resp, body)
+                        return self._check_status(request, response, resp.reason)
+                hop = self._follow(request, hop, resp.status, location)
         except TimeoutError:
             raise _Retryable(f"timeout after {self._settings.http_timeout_s:g} s") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
@@ -311,7 +358,77 @@ class HttpClient:
         except aiohttp.ClientError as exc:
             message = f"GET {request.display_url}: {self._exception_text(request, exc)}"
             raise UpstreamError(message) from None
-        return self._check_status(request, response, resp.reason)
+        raise UpstreamError(
+            f"GET {request.display_url}: more than {MAX_REDIRECTS} redirects "
+            f"(the last to {self._display(request, hop.full_url)})"
+        )
+
+    async def _read_body(self, request: _Request, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, counted as it is read (decompressed); refused past the size limit."""
+        limit = self._settings.http_max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(READ_CHUNK_BYTES):
+            size += len(chunk)
+            if size > limit:
+                status = status_text(resp.status, None)
+                raise UpstreamError(
+                    f"GET {request.display_url}: {status}: the response body exceeds "
+                    f"HTTP_MAX_BODY_BYTES={limit} bytes (counted after decompression); "
+                    "stopped reading it"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _follow(self, request: _Request, hop: _Hop, status: int, location: str) -> _Hop:
+        """The next hop of a redirect, with secret headers stripped when the origin changes."""
+        source = hop.full_url
+        target = self._redirect_target(request, source, status, location)
+        headers = hop.headers
+        stripped: list[str] = []
+        cross_origin = target.origin() != source.origin()
+        if cross_origin:
+            if self._settings.http_cross_origin_redirects == "refuse":
+                raise UpstreamError(
+                    f"GET {request.display_url}: HTTP {status} redirect to another origin "
+                    f"({self._display(request, target)}) refused "
+                    "(HTTP_CROSS_ORIGIN_REDIRECTS=refuse)"
+                )
+            stripped = [name for name in headers if name.lower() in request.secret_headers]
+            headers = {k: v for k, v in headers.items() if k not in stripped}
+        shown_from, shown_to = self._display(request, source), self._display(request, target)
+        logger.info(
+            "GET %s redirected (HTTP %d) to %s",
+            shown_from,
+            status,
+            shown_to,
+            extra={
+                "event": "http_redirect",
+                "url": shown_from,
+                "location": shown_to,
+                "status": status,
+                "cross_origin": cross_origin,
+                "stripped_headers": stripped,
+            },
+        )
+        return _Hop(target, None, headers)
+
+    def _redirect_target(self, request: _Request, source: URL, status: int, location: str) -> URL:
+        try:
+            target = source.join(URL(location))
+            usable = target.scheme in ("http", "https") and bool(target.host)
+        except ValueError:
+            usable = False
+        if not usable:
+            raise UpstreamError(
+                f"GET {request.display_url}: HTTP {status} redirect to an unusable Location "
+                f"{request.redact.excerpt(location)!r}"
+            )
+        # Only the credentials we were configured with are ever sent.
+        return target.with_user(None) if target.user is not None else target
+
+    def _display(self, request: _Request, url: URL) -> str:
+        return request.redact(redact_url(url))
 
     def _response(
         self, request: _Request, resp: aiohttp.ClientResponse, body: bytes
@@ -321,19 +438,19 @@ class HttpClient:
             key = name.lower()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return HttpResponse(
-            url=request.scrub(redact_url(resp.url)), status=resp.status, headers=headers, body=body
+            url=self._display(request, resp.url), status=resp.status, headers=headers, body=body
         )
 
     def _check_status(
         self, request: _Request, response: HttpResponse, reason: str | None
     ) -> HttpResponse:
         status = response.status
+        shown_status = status_text(status, request.redact.excerpt(reason or ""))
         if status in request.accept_statuses:
+            self._refuse_echoed_credentials(request, response, shown_status)
             return response
-        excerpt = body_excerpt(response.body, request.scrub)
-        text = (
-            f"{status_text(status, reason)}: {excerpt}" if excerpt else status_text(status, reason)
-        )
+        excerpt = body_excerpt(response.body, request.redact)
+        text = f"{shown_status}: {excerpt}" if excerpt else shown_status
         if is_retryable_status(status):
             raw = response.headers.get("retry-after")
             wait = retry_after_seconds(raw, datetime.now(UTC)) if raw else None
@@ -341,10 +458,21 @@ class HttpClient:
         raise UpstreamError(f"GET {request.display_url}: {text}")
 
     @staticmethod
+    def _refuse_echoed_credentials(
+        request: _Request, response: HttpResponse, shown_status: str
+    ) -> None:
+        for name, value in request.sent_credentials:
+            if value.encode() in response.body:
+                raise UpstreamError(
+                    f"GET {request.display_url}: {shown_status}: the response body contains the "
+                    f"credential sent in the {name} header; body refused"
+                )
+
+    @staticmethod
     def _exception_text(request: _Request, exc: BaseException) -> str:
         detail = str(exc)
         text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        return request.scrub(text)
+        return request.redact.excerpt(text)
 
     # ----------------------------------------------------------------- retry policy
 
@@ -433,12 +561,10 @@ __all__: list[str] = [
     "HttpClient",
     "HttpResponse",
     "RateLimiter",
-    "Scrubber",
     "TokenBucket",
     "UpstreamError",
     "body_excerpt",
     "is_retryable_status",
-    "redact_url",
     "retry_after_seconds",
     "status_text",
 ]

@@ -1,18 +1,32 @@
 """Shared plumbing of the JSON market APIs (CoinGecko, CoinPaprika).
 
 Both APIs answer with a JSON array of coin objects. The rules for a body that is not one, for
-validating each item on its own (one bad coin must not sink the page), and for cutting a
-response into batches live here so the two sources cannot drift apart.
+validating each item on its own (one bad coin must not sink the page), for how many items one
+response may hold and for cutting a response into batches live here so the two sources cannot
+drift apart.
+
+A response is at most ``HTTP_MAX_BODY_BYTES`` long (the HTTP client stops reading past it), but
+decoding multiplies memory by up to 25 (``[{},{},...]`` is 3 bytes per empty dict of 64), and a
+page of a million tiny coins would become a million assets. So the items of the top-level array
+are counted *before* decoding (:func:`array_exceeds`, a scan of the bytes that stops at the
+limit) and a page with more than ``MAX_ITEMS_PER_PAGE`` is an error, naming the setting.
+
+Snippets of a body quoted in errors are cut here without knowing any secret. That is safe: the
+HTTP client refuses a body that echoes a credential it sent, and every place a message is
+stored or logged redacts any 8-character run of a secret (:mod:`cryptoetl.redaction`).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
 
+from cryptoetl.config import DEFAULT_MAX_ITEMS_PER_PAGE
+from cryptoetl.redaction import EXCERPT_CHARS, truncate
 from cryptoetl.sources.base import (
     Batch,
     JsonDict,
@@ -30,6 +44,13 @@ SNIPPET_CHARS = 60
 UNKNOWN_KEY = "?"
 
 _decoder = msgspec.json.Decoder()
+# Counting items: a JSON string (escapes included) or one structural character. Commas count
+# only outside strings, and only at the depth of the top-level array's items.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
+_ARRAY_START = re.compile(rb"\s*\[")
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+_COMMA = ord(",")
 
 
 class ItemError(ValueError):
@@ -42,16 +63,52 @@ def body_snippet(body: bytes) -> str:
     return " ".join(text.split())[:SNIPPET_CHARS]
 
 
-def decode_json_items(body: bytes, *, what: str, allow_object: bool = False) -> list[Any]:
+def array_exceeds(body: bytes, limit: int) -> bool:
+    """Whether ``body`` is a JSON array of more than ``limit`` items, without decoding it.
+
+    Fewer commas than ``limit`` settle it at C speed (every CoinGecko page). Otherwise the
+    tokens are walked, one match object at a time (no copy of the body, no object per item),
+    until the limit is passed. A malformed body may be miscounted; decoding it fails anyway.
+    """
+    if body.count(b",") < limit or _ARRAY_START.match(body) is None:
+        return False
+    depth = 0
+    separators = 0
+    for token in _JSON_TOKEN.finditer(body):
+        char = body[token.start()]
+        if char in _OPENERS:
+            depth += 1
+        elif char in _CLOSERS:
+            depth -= 1
+        elif char == _COMMA and depth == 1:
+            separators += 1
+            if separators >= limit:  # limit + 1 items at least
+                return True
+    return False
+
+
+def decode_json_items(
+    body: bytes,
+    *,
+    what: str,
+    allow_object: bool = False,
+    max_items: int = DEFAULT_MAX_ITEMS_PER_PAGE,
+) -> list[Any]:
     """The items of a JSON array body; raise :class:`SourceError` for anything else.
 
     ``what`` names the request in messages ("coingecko page 2"). With ``allow_object`` a single
     JSON object is taken as a list of one (CoinPaprika's ``/v1/tickers/{id}`` answers that way).
     An error object (``{"error": ...}``, or ``{"status": ...}`` without an ``id``) is always
-    reported as an upstream error, never taken as an item.
+    reported as an upstream error, never taken as an item. An array of more than ``max_items``
+    (``MAX_ITEMS_PER_PAGE``) is refused before it is decoded.
     """
     if not body.strip():
         raise SourceError(f"{what}: body is empty, expected a JSON array")
+    if array_exceeds(body, max_items):
+        raise SourceError(
+            f"{what}: the response holds more than MAX_ITEMS_PER_PAGE={max_items} items; "
+            "refused without decoding it"
+        )
     try:
         decoded = _decoder.decode(body)
     except msgspec.DecodeError as exc:
@@ -61,8 +118,8 @@ def decode_json_items(body: bytes, *, what: str, allow_object: bool = False) -> 
     if isinstance(decoded, list):
         return decoded
     if isinstance(decoded, dict) and _is_error_object(decoded):
-        detail = decoded.get("error") or decoded.get("status")
-        raise SourceError(f"{what}: upstream returned an error object: {detail!r}")
+        detail = truncate(repr(decoded.get("error") or decoded.get("status")), EXCERPT_CHARS)
+        raise SourceError(f"{what}: upstream returned an error object: {detail}")
     if isinstance(decoded, dict) and allow_object:
         return [decoded]
     raise SourceError(

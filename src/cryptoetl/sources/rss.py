@@ -6,7 +6,19 @@ whatever feedparser recovers from an ill-formed feed is kept and the problem is 
 batch warning; only a body with nothing feed-like in it is an error. One failing feed does not
 stop the others: it becomes a warning, and the run fails only when every feed failed.
 
-A feed yields one batch (feeds carry tens of entries, far below any batch size).
+A feed yields one batch (feeds carry tens of entries, far below any batch size); a feed of more
+than ``MAX_ITEMS_PER_PAGE`` entries is refused like any other bad body.
+
+**Credentials in feed URLs** (``?token=...``, ``user:pass@``) are needed to fetch, and shown or
+stored nowhere: a feed is known by its redacted URL (``redact_url``) in the cursor, raw keys,
+``metadata.feed`` and every message, and every string taken from its entries goes through the
+settings' redactor, since private feeds quote their own URL, token included, in links.
+
+**Empty elements never overwrite a summary.** CoinDesk items carry their text in
+``<description>`` followed by an empty ``<content:encoded/>`` and ``<dc:description/>``;
+feedparser lets the last of them win, and the summary became empty. Empty summary-like elements
+(:data:`_EMPTY_SUMMARY_ELEMENT`) are removed from the body before parsing: they carry no text,
+so nothing is lost.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import codecs
 import copy
 import hashlib
 import io
+import re
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -24,7 +37,8 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from cryptoetl.config import Settings
+from cryptoetl.config import DEFAULT_MAX_ITEMS_PER_PAGE, Settings
+from cryptoetl.redaction import EXCERPT_CHARS, Redactor, redact_url
 from cryptoetl.sources.base import (
     Batch,
     JsonDict,
@@ -58,6 +72,15 @@ RAW_ENTRY_KEYS = (
 )
 PROLOG_BYTES = 200  # where an XML declaration (and its encoding=) must be
 _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml", "html", "xhtml"})
+# An element feedparser reads into an entry's summary (description, dc:description,
+# media:description, summary, itunes:summary, abstract, content:encoded), with nothing in it:
+# self-closed, or holding only blanks or an empty CDATA section. Matched on the bytes, which
+# suits every ASCII-compatible encoding (a UTF-16 feed is parsed unchanged).
+_EMPTY_SUMMARY_ELEMENT = re.compile(
+    rb"<((?:[A-Za-z_][\w.-]*:)?(?:description|summary|abstract|encoded))\b[^<>]*?"
+    rb"(?:/>|(?<!/)>\s*(?:<!\[CDATA\[\s*\]\]>)?\s*</\1\s*>)"
+)
+NO_SECRETS = Redactor()
 _WEB_SCHEMES = frozenset({"http", "https"})
 
 
@@ -318,7 +341,7 @@ def _ill_formed_warning(parsed: Mapping[str, Any], feed_url: str) -> str | None:
     # A missing or non-XML Content-Type is not ill-formed XML; feedparser flags it anyway.
     if isinstance(exc, feedparser.NonXMLContentType):
         return None
-    return f"feed {feed_url} is ill-formed: {exc}"
+    return f"feed {feed_url} is ill-formed: {truncate(str(exc), EXCERPT_CHARS)}"
 
 
 def _encoding_guess_warning(
@@ -354,20 +377,26 @@ def _is_charsetless_text(content_type: str) -> bool:
     return lowered.startswith("text/") and "charset=" not in lowered
 
 
+def without_empty_summaries(body: bytes) -> bytes:
+    """``body`` without empty summary-like elements, which would overwrite a summary."""
+    return _EMPTY_SUMMARY_ELEMENT.sub(b"", body)
+
+
 def _feedparser_parse(body: bytes, feed_url: str, base_url: str, content_type: str | None) -> Any:
     headers = {"content-location": base_url}
     if content_type and not _is_charsetless_text(content_type):
         headers["content-type"] = content_type
     try:
         # A stream, never bytes: feedparser would try to open a bytes value as a file name.
-        return feedparser.parse(io.BytesIO(body), response_headers=headers)
+        return feedparser.parse(io.BytesIO(without_empty_summaries(body)), response_headers=headers)
     except Exception as exc:
         # On corrupt bodies feedparser itself can crash (KeyError, OverflowError on a huge
         # character reference, UnicodeDecodeError in its encoding sniffing...): that is one
         # bad body, to be reported like any other, not a crash of the run.
+        detail = truncate(f"{type(exc).__name__}: {exc}", EXCERPT_CHARS)
         raise SourceError(
             f"feed {feed_url}: the feed parser failed on this body "
-            f"({type(exc).__name__}: {exc}; starts with {body_snippet(body)!r})"
+            f"({detail}; starts with {body_snippet(body)!r})"
         ) from exc
 
 
@@ -378,11 +407,15 @@ def parse_feed(
     content_type: str | None,
     fetched_at: datetime,
     base_url: str | None = None,
+    redactor: Redactor = NO_SECRETS,
+    max_items: int = DEFAULT_MAX_ITEMS_PER_PAGE,
 ) -> Batch:
     """A feed body → one raw payload per entry, records, rejects and warnings (no cursor).
 
-    ``base_url`` (default ``feed_url``; the final URL after redirects) resolves relative
-    links. Raises :class:`SourceError` when nothing feed-like can be recovered.
+    ``feed_url`` is the feed as it may be shown (redacted). ``base_url`` (default
+    ``feed_url``; the final URL after redirects) resolves relative links. Every string taken
+    from the entries goes through ``redactor``. Raises :class:`SourceError` when nothing
+    feed-like can be recovered, or for more than ``max_items`` entries.
     """
     if not body.strip():
         raise SourceError(f"feed {feed_url}: body is empty")
@@ -391,14 +424,20 @@ def parse_feed(
     entries = parsed.get("entries") or []
     if not parsed.get("version") and not entries:
         detail = parsed.get("bozo_exception")
-        reason = f"; {detail}" if detail and parsed.get("bozo") else ""
+        reason = (
+            f"; {truncate(str(detail), EXCERPT_CHARS)}" if detail and parsed.get("bozo") else ""
+        )
         raise SourceError(
             f"feed {feed_url}: body is not an RSS or Atom feed "
             f"(starts with {body_snippet(body)!r}{reason})"
         )
-    feed_title = collapse_whitespace(parsed.get("feed", {}).get("title") or "") or None
+    if len(entries) > max_items:
+        raise SourceError(
+            f"feed {feed_url}: {len(entries)} entries, more than MAX_ITEMS_PER_PAGE={max_items}"
+        )
+    feed_title = redactor(collapse_whitespace(parsed.get("feed", {}).get("title") or "")) or None
     ctx = _FeedContext(feed_url, base, feed_title, fetched_at)
-    batch = _entries_batch(entries, ctx)
+    batch = _entries_batch([redactor.redact_json(entry) for entry in entries], ctx)
     for warning in (
         _ill_formed_warning(parsed, feed_url),
         _encoding_guess_warning(body, parsed, content_type, feed_url),
@@ -438,11 +477,21 @@ def _entries_batch(entries: Iterable[Mapping[str, Any]], ctx: _FeedContext) -> B
 # --------------------------------------------------------------------------- source
 
 
-def _feeds_state(cursor: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _feeds_state(cursor: Mapping[str, Any], known: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The stored state of the ``known`` feeds (by shown URL); any other entry is dropped.
+
+    Dropping the others also removes, at the first run after an upgrade, entries stored under
+    a URL in clear when credentials were not yet redacted.
+    """
     feeds = cursor.get("feeds")
     if not isinstance(feeds, Mapping):
         return {}
-    return {url: dict(state) for url, state in feeds.items() if isinstance(state, Mapping)}
+    wanted = set(known)
+    return {
+        url: dict(state)
+        for url, state in feeds.items()
+        if url in wanted and isinstance(state, Mapping)
+    }
 
 
 def conditional_headers(state: Mapping[str, Any]) -> dict[str, str]:
@@ -462,10 +511,13 @@ class RssSource:
     def __init__(self, settings: Settings, http: HttpClient) -> None:
         self._settings = settings
         self._http = http
+        self._redactor = settings.redactor()
+        # Each configured URL (with its credentials, to fetch) and how it is shown and stored.
+        self._feeds = [(url, self._redactor(redact_url(url))) for url in settings.rss_feed_urls]
 
-    async def _feed_batch(self, url: str, feeds: dict[str, dict[str, Any]]) -> Batch:
-        """Fetch and parse one feed, updating ``feeds[url]`` when a new body arrived."""
-        state = feeds.get(url, {})
+    async def _feed_batch(self, url: str, shown: str, feeds: dict[str, dict[str, Any]]) -> Batch:
+        """Fetch and parse one feed, updating ``feeds[shown]`` when a new body arrived."""
+        state = feeds.get(shown, {})
         response = await self._http.get(
             url, headers=conditional_headers(state), accept_statuses=frozenset({200, 304})
         )
@@ -474,12 +526,14 @@ class RssSource:
         fetched_at = datetime.now(UTC)
         batch = parse_feed(
             response.body,
-            feed_url=url,
+            feed_url=shown,
             content_type=response.headers.get("content-type"),
             fetched_at=fetched_at,
-            base_url=response.url or url,
+            base_url=response.url or shown,
+            redactor=self._redactor,
+            max_items=self._settings.max_items_per_page,
         )
-        feeds[url] = {
+        feeds[shown] = {
             "etag": response.headers.get("etag"),
             "last_modified": response.headers.get("last-modified"),
             "last_fetch": fetched_at.isoformat(),
@@ -488,17 +542,17 @@ class RssSource:
 
     async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
         """One batch per feed, each carrying the whole ``{"feeds": {...}}`` cursor so far."""
-        feeds = _feeds_state(cursor)
-        urls = self._settings.rss_feed_urls
+        feeds = _feeds_state(cursor, (shown for _, shown in self._feeds))
         failures: list[str] = []
-        for url in urls:
+        for url, shown in self._feeds:
             try:
-                batch = await self._feed_batch(url, feeds)
+                batch = await self._feed_batch(url, shown, feeds)
             except SourceError as exc:
                 # The feed keeps its old cursor entry, so the next run retries it in full.
-                failures.append(f"{url}: {exc}")
-                batch = Batch(warnings=[f"feed {url} failed: {exc}"])
+                reason = self._redactor(str(exc))
+                failures.append(f"{shown}: {reason}")
+                batch = Batch(warnings=[f"feed {shown} failed: {reason}"])
             batch.cursor = {"feeds": copy.deepcopy(feeds)}
             yield batch
-        if urls and len(failures) == len(urls):
-            raise SourceError(f"all {len(urls)} feeds failed: " + "; ".join(failures))
+        if self._feeds and len(failures) == len(self._feeds):
+            raise SourceError(f"all {len(self._feeds)} feeds failed: " + "; ".join(failures))

@@ -39,6 +39,18 @@ first fault in the list that matches and has calls remaining is used. ``kind`` i
 * ``ratelimit_text``: ``200`` ``text/plain`` ``Rate limit exceeded``;
 * ``reset``: the connection is reset (closed without any response).
 
+Hostile upstreams (each a response of its own, streamed, so the stub holds none of it):
+
+* ``echo_key``: ``200`` ``text/plain`` quoting the request's key (``x-cg-demo-api-key``,
+  ``Authorization`` or a ``*key*`` query parameter), as a broken proxy or portal might;
+* ``redirect``: ``redirect_status`` (302) to ``location`` + the request's path and query, e.g.
+  another stub on ``http://127.0.0.2:P``, whose request log then shows which headers arrived;
+* ``gzip_bomb``: ``200`` ``Content-Encoding: gzip``, about 1 KB on the wire per MiB of zeros,
+  ``size_bytes`` (1 GiB) once inflated;
+* ``endless``: ``200`` with a chunked JSON-looking body that never ends;
+* ``huge_json``: ``200`` ``application/json``, a valid array of ``items`` (1,000,000) coins of
+  about 200 bytes each.
+
 JSON form (``POST /_stub/faults`` or ``STUB_FAULTS``)::
 
     [{"path": "/v1/tickers", "kind": "429", "count": 2, "retry_after": 1},
@@ -49,6 +61,13 @@ String form (``STUB_FAULTS`` or the CLI), faults separated by ``;``, each
 
     /v1/tickers:429*2:retry_after=1;/api/v3:503*3;/rss:delay:delay_s=5;/:reset*always
     /v1/tickers:429:retry_after=2:retry_after_date=true
+    /api/v3:gzip_bomb:size_bytes=2147483648;/rss:endless
+
+A ``location`` holds ``:`` characters, so a ``redirect`` needs the JSON form.
+
+Logging: one short access line per request (``cryptoetl.stub.access``: method, path with secret
+query values redacted, status, fault, duration), at the level of its status (see
+:func:`cryptoetl.logs.access_level`, so ``ACCESS_LOG`` applies); never request headers.
 """
 
 from __future__ import annotations
@@ -61,7 +80,8 @@ import os
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Sequence
+import zlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -69,18 +89,30 @@ from pathlib import Path
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
+from cryptoetl.logs import access_level
+from cryptoetl.redaction import redact_url
+
 logger = logging.getLogger("cryptoetl.stub")
+access_logger = logging.getLogger("cryptoetl.stub.access")
 
 ALWAYS = 1_000_000_000
-NAMED_KINDS = frozenset({"delay", "truncate", "malformed", "empty", "ratelimit_text", "reset"})
+HOSTILE_KINDS = frozenset({"echo_key", "redirect", "gzip_bomb", "endless", "huge_json"})
+NAMED_KINDS = (
+    frozenset({"delay", "truncate", "malformed", "empty", "ratelimit_text", "reset"})
+    | HOSTILE_KINDS
+)
 CONTROL_PREFIX = "/_stub/"
 MALFORMED_BODY = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>Bad Gateway</h1><p>error page from an upstream proxy</p></body></html>"
 )
 RSS_CONTENT_TYPE = "application/rss+xml"
+FAULT_KEY = web.RequestKey("stub_fault", str)
+STREAM_CHUNK_BYTES = 64 * 1024
+MIB = 1 << 20
 
 
 class Fault(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -92,6 +124,10 @@ class Fault(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
     retry_after: int | None = None
     retry_after_date: bool = False
     delay_s: float = 0.0
+    location: str = ""
+    redirect_status: int = 302
+    size_bytes: int = 1 << 30
+    items: int = 1_000_000
 
     def __post_init__(self) -> None:
         if self.kind not in NAMED_KINDS and not _is_error_status(self.kind):
@@ -103,6 +139,12 @@ class Fault(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=Tru
             raise ValueError(f"fault path must start with '/', got {self.path!r}")
         if self.count < 0 or self.delay_s < 0 or (self.retry_after or 0) < 0:
             raise ValueError("fault count, delay_s and retry_after must not be negative")
+        if self.kind == "redirect" and not (
+            self.location.startswith(("http://", "https://")) and 300 <= self.redirect_status < 400
+        ):
+            raise ValueError("a redirect fault needs an http(s) location and a 3xx redirect_status")
+        if self.size_bytes < 0 or self.items < 0:
+            raise ValueError("fault size_bytes and items must not be negative")
 
 
 class RequestLogEntry(msgspec.Struct, frozen=True):
@@ -216,6 +258,7 @@ async def _fault_middleware(request: web.Request, handler: Handler) -> web.Strea
     )
     if fault is None:
         return await handler(request)
+    request[FAULT_KEY] = fault.kind
     if fault.delay_s:
         await asyncio.sleep(fault.delay_s)
     return await _apply_fault(fault, request, handler)
@@ -232,6 +275,8 @@ async def _apply_fault(fault: Fault, request: web.Request, handler: Handler) -> 
         return web.Response(body=MALFORMED_BODY, content_type="application/json")
     if kind == "ratelimit_text":
         return web.Response(text="Rate limit exceeded", content_type="text/plain")
+    if kind in HOSTILE_KINDS:
+        return await _hostile_response(fault, request)
     response = await handler(request)
     if kind in ("truncate", "empty") and isinstance(response, web.Response):
         body = response.body if isinstance(response.body, bytes) else b""
@@ -251,6 +296,90 @@ def _error_response(fault: Fault) -> web.Response:
             headers["Retry-After"] = str(fault.retry_after)
     body = msgspec.json.encode({"error": f"injected fault: HTTP {status}"})
     return web.Response(status=status, body=body, headers=headers, content_type="application/json")
+
+
+# --------------------------------------------------------------------------- hostile upstreams
+
+
+async def _hostile_response(fault: Fault, request: web.Request) -> web.StreamResponse:
+    if fault.kind == "echo_key":
+        return web.Response(text=f"Invalid API key {_sent_key(request)}; check your plan.")
+    if fault.kind == "redirect":
+        location = fault.location.rstrip("/") + request.path_qs
+        return web.Response(status=fault.redirect_status, headers={"Location": location})
+    if fault.kind == "gzip_bomb":
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return await _stream(request, _gzip_bomb(fault.size_bytes), headers)
+    if fault.kind == "endless":
+        return await _stream(request, _endless(), {"Content-Type": "application/json"})
+    return await _stream(request, _huge_json(fault.items), {"Content-Type": "application/json"})
+
+
+def _sent_key(request: web.Request) -> str:
+    for name in ("x-cg-demo-api-key", "Authorization"):
+        if value := request.headers.get(name):
+            return value
+    return next((v for k, v in request.query.items() if "key" in k.lower()), "(none)")
+
+
+async def _stream(
+    request: web.Request, chunks: Iterator[bytes], headers: dict[str, str]
+) -> web.StreamResponse:
+    """Send ``chunks`` as a chunked body until they end or the client goes away."""
+    response = web.StreamResponse(headers=headers)
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client stopped reading (that is the point) and closed the connection
+    return response
+
+
+def _gzip_bomb(size_bytes: int) -> Iterator[bytes]:
+    """A gzip stream of ``size_bytes`` zeros: one MiB block, compressed once, repeated.
+
+    A full flush ends each compressed block on a byte boundary with no back-reference, so the
+    same bytes can follow themselves; the trailer's CRC is only computed if someone reads that
+    far.
+    """
+    zeros = bytes(MIB)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = compressor.compress(zeros) + compressor.flush(zlib.Z_FULL_FLUSH)
+    yield b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # gzip header, no name, no time
+    blocks, rest = divmod(size_bytes, MIB)
+    for _ in range(blocks):
+        yield block
+    last = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    yield last.compress(bytes(rest)) + last.flush()
+    crc = 0
+    for _ in range(blocks):
+        crc = zlib.crc32(zeros, crc)
+    yield struct.pack("<II", zlib.crc32(bytes(rest), crc), size_bytes & 0xFFFFFFFF)
+
+
+def _endless() -> Iterator[bytes]:
+    item = b'{"id":"endless","symbol":"END","name":"Endless"},'
+    chunk = item * (STREAM_CHUNK_BYTES // len(item))
+    yield b"["
+    while True:
+        yield chunk
+
+
+def _huge_json(items: int) -> Iterator[bytes]:
+    per_chunk = 1000
+    yield b"["
+    for start in range(0, items, per_chunk):
+        coins = (
+            f'{{"id":"coin-{n}","symbol":"C{n}","name":"Coin number {n}","current_price":1.5,'
+            f'"market_cap":{n * 1000},"market_cap_rank":{n + 1},"total_volume":12345.0,'
+            f'"price_change_percentage_24h":0.5,"last_updated":"2024-11-05T12:00:00.000Z"}}'
+            for n in range(start, min(items, start + per_chunk))
+        )
+        yield (b"," if start else b"") + ",".join(coins).encode()
+    yield b"]"
 
 
 def _with_body(response: web.Response, body: bytes) -> web.Response:
@@ -414,10 +543,40 @@ class StubHandle:
         self.state.reset()
 
 
+class StubAccessLogger(AbstractAccessLogger):
+    """One short line per request, at the level of its status; never any header."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        fault = request.get(FAULT_KEY)
+        path = redact_url(request.path_qs)
+        duration_ms = round(time * 1000, 1)
+        self.logger.log(
+            access_level(response.status),
+            "%s %s %d%s %.1f ms",
+            request.method,
+            path,
+            response.status,
+            f" (fault {fault})" if fault else "",
+            duration_ms,
+            extra={
+                "event": "stub_request",
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "fault": fault,
+                "duration_ms": duration_ms,
+            },
+        )
+
+
 async def _start(
     app: web.Application, host: str, port: int, *, access_log: bool
 ) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=logger if access_log else None)
+    runner = web.AppRunner(
+        app,
+        access_log=access_logger if access_log else None,
+        access_log_class=StubAccessLogger,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import feedparser
 import msgspec
 import pytest
 
-from cryptoetl.config import Settings
+from cryptoetl.config import Settings, load_settings
+from cryptoetl.redaction import Redactor
 from cryptoetl.sources.base import Batch, NewsRecord, SourceError
 from cryptoetl.sources.http import HttpResponse, UpstreamError
-from cryptoetl.sources.rss import RssSource, html_to_text, parse_feed
+from cryptoetl.sources.rss import (
+    RssSource,
+    html_to_text,
+    parse_feed,
+    without_empty_summaries,
+)
 
 FEED_URL = "http://stub.test/rss"
 FETCHED_AT = datetime(2024, 11, 5, 12, 10, tzinfo=UTC)
@@ -291,6 +299,92 @@ def test_html_to_text_caps_length_at_a_word() -> None:
     assert text.endswith("word…")
 
 
+# --------------------------------------------------------------------------- empty elements
+
+
+@pytest.fixture
+def coindesk_like(fixtures_dir: Path) -> bytes:
+    return (fixtures_dir / "rss" / "coindesk_empty_elements.xml").read_bytes()
+
+
+def test_fixture_reproduces_empty_elements_overwriting_the_summary(coindesk_like: bytes) -> None:
+    # feedparser alone: the empty <content:encoded/> and <dc:description/> win.
+    assert [e.get("summary") for e in feedparser.parse(coindesk_like).entries] == [""] * 4
+
+
+def test_empty_elements_never_overwrite_a_summary(coindesk_like: bytes) -> None:
+    records = news(parse(coindesk_like))
+    assert [r.summary for r in records] == [
+        "Bitcoin traded sideways ahead of the central bank's decision, with options desks "
+        "pricing a quiet week.",
+        "Deposits into the beacon chain rose for a sixth week, led by liquid staking protocols.",
+        "Network fees on Solana doubled over the weekend as memecoin volumes came back.",
+        None,  # its description is empty too: nothing to keep
+    ]
+
+
+def test_only_empty_summary_elements_are_removed() -> None:
+    body = (
+        b'<item><description>kept</description><content:encoded/><dc:description a="1"/>'
+        b"<summary> </summary><abstract><![CDATA[]]></abstract>"
+        b'<media:content url="https://x/img.png"/><media:description>caption</media:description>'
+        b"<title></title><link/></item>"
+    )
+    assert without_empty_summaries(body) == (
+        b'<item><description>kept</description><media:content url="https://x/img.png"/>'
+        b"<media:description>caption</media:description><title></title><link/></item>"
+    )
+
+
+def test_coindesk_corpus_keeps_every_summary(corpus_dir: Path) -> None:
+    body = (corpus_dir / "rss" / "coindesk_rss_2023-03-13.xml").read_bytes()
+    with_text = [
+        bool((item.findtext("description") or "").strip())
+        for item in ET.fromstring(body).iter("item")
+    ]
+    records = news(parse(body))
+    assert len(records) == len(with_text) == 50
+    assert [bool(r.summary) for r in records] == with_text
+    assert sum(with_text) == 49  # one genuine item has an empty description
+
+
+# --------------------------------------------------------------------------- hostile feeds
+
+
+TOKEN = "feed-token-6f1e2d3c4b"
+
+
+def test_every_string_from_entries_is_redacted() -> None:
+    url = f"https://private.test/rss?token={TOKEN}"
+    body = rss(
+        f"<item><guid>{url}&amp;id=1</guid><title>Note for {TOKEN}</title>"
+        f"<link>{url}&amp;item=1</link><description>Read at {url}</description></item>",
+        channel=f"<title>Feed of {TOKEN}</title>",
+    )
+    batch = parse_feed(
+        body.encode(),
+        feed_url="https://private.test/rss?token=***",
+        content_type="application/rss+xml",
+        fetched_at=FETCHED_AT,
+        redactor=Redactor([TOKEN]),
+    )
+    [record] = news(batch)
+    assert record.url == "https://private.test/rss?token=***&item=1"
+    assert record.source_id == "https://private.test/rss?token=***&id=1"
+    assert record.title == "Note for ***"
+    assert record.metadata["feed_title"] == "Feed of ***"
+    assert TOKEN[:8] not in msgspec.json.encode([batch.raw, record]).decode()
+
+
+def test_feed_with_too_many_entries_is_refused() -> None:
+    body = rss("".join(f"<item><guid>g{n}</guid><title>t{n}</title></item>" for n in range(5)))
+    with pytest.raises(SourceError, match=r"5 entries, more than MAX_ITEMS_PER_PAGE=4"):
+        parse_feed(
+            body.encode(), feed_url=FEED_URL, content_type=None, fetched_at=FETCHED_AT, max_items=4
+        )
+    assert len(news(parse(body))) == 5
+
+
 # --------------------------------------------------------------------------- the source
 
 
@@ -374,6 +468,32 @@ async def test_source_one_failing_feed_does_not_stop_the_others() -> None:
     assert final is not None
     assert final["feeds"][A] == {"etag": '"old"'}  # unchanged: retried in full next time
     assert B in final["feeds"]
+
+
+async def test_source_keys_feeds_by_their_redacted_url() -> None:
+    url = f"http://a.test/rss?token={TOKEN}"
+    shown = "http://a.test/rss?token=***"
+    stale = {url: {"etag": '"from-before-the-fix"'}, shown: {"etag": '"abc"'}}
+    http = FakeHttp({url: FEED})
+    source = RssSource(load_settings({"RSS_FEED_URLS": url}), http)  # type: ignore[arg-type]
+    [batch] = await collect(source, {"feeds": stale})
+    assert http.calls[0][:2] == (url, {"If-None-Match": '"abc"'})  # fetched with the token
+    assert batch.cursor is not None
+    assert list(batch.cursor["feeds"]) == [shown]  # the entry in clear is gone
+    [record] = news(batch)
+    assert record.metadata["feed"] == shown
+    assert [raw.source_key for raw in batch.raw] == [f"{shown}#{record.source_id}"]
+
+
+async def test_source_warnings_are_redacted() -> None:
+    url = f"http://a.test/rss?token={TOKEN}"
+    echo = UpstreamError(f"GET a: HTTP 403: bad token {TOKEN[:12]}")  # a partial echo
+    http = FakeHttp({url: echo, B: FEED})
+    source = RssSource(load_settings({"RSS_FEED_URLS": f"{url},{B}"}), http)  # type: ignore[arg-type]
+    batches = await collect(source, {})
+    assert batches[0].warnings == [
+        "feed http://a.test/rss?token=*** failed: GET a: HTTP 403: bad token ***"
+    ]
 
 
 async def test_source_fails_when_every_feed_fails() -> None:

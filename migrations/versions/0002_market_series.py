@@ -35,6 +35,7 @@ from alembic import op
 from sqlalchemy.engine import Connection
 
 from cryptoetl.config import load_settings_or_exit
+from cryptoetl.pipeline.documents import encode_metadata
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -64,6 +65,7 @@ def upgrade() -> None:
     _replay_snapshot_history(bind)
     _move_csv_rows(bind)
     _settle_series(bind)
+    _render_documents(bind)
     _drop_old_records()
     _create_news_count_triggers(bind)
     op.execute(_RECORDS_VIEW)
@@ -88,6 +90,7 @@ _SCHEMA = (
         observations bigint DEFAULT '0' NOT NULL,
         first_ts timestamptz,
         last_ts timestamptz,
+        doc text DEFAULT '' NOT NULL,
         created_at timestamptz DEFAULT now() NOT NULL,
         CONSTRAINT pk_market_series PRIMARY KEY (id),
         CONSTRAINT ck_market_series_source_type
@@ -105,7 +108,7 @@ _SCHEMA = (
         price float8, open float8, high float8, low float8,
         volume_base float8, volume_quote float8, market_cap float8, change_pct float8,
         rank integer,
-        metadata jsonb,
+        metadata json,
         updated_at timestamptz DEFAULT now() NOT NULL
     ) PARTITION BY LIST (source_type)""",
     """CREATE UNIQUE INDEX uq_market_observations_key ON market_observations
@@ -123,6 +126,7 @@ _SCHEMA = (
         source_timestamp timestamptz NOT NULL,
         content_hash bytea NOT NULL,
         metadata jsonb DEFAULT '{}'::jsonb NOT NULL,
+        doc text DEFAULT '' NOT NULL,
         run_id uuid,
         inserted_at timestamptz DEFAULT now() NOT NULL,
         updated_at timestamptz DEFAULT now() NOT NULL,
@@ -185,22 +189,48 @@ def _move_snapshots(bind: Connection) -> None:
             ),
             {"source": source, "info": msgspec.json.encode({**info, "migrated": "0002"}).decode()},
         )
-        bind.execute(
+        rows = bind.execute(
             sa.text(
-                f"""INSERT INTO market_observations_{source} (id, series_id, source_timestamp,
-                    price, high, low, volume_quote, market_cap, change_pct, rank, metadata,
-                    updated_at)
-                SELECT r.id, s.id, r.source_timestamp, r.price_usd,
-                    (r.metadata->>'high_24h')::float8, (r.metadata->>'low_24h')::float8,
-                    r.volume_24h_usd, r.market_cap_usd, r.change_24h_pct, r.rank,
-                    nullif(r.metadata - 'high_24h' - 'low_24h', '{{}}'::jsonb), r.updated_at
+                """SELECT r.id, s.id AS series_id, r.source_timestamp, r.price_usd,
+                    r.volume_24h_usd, r.market_cap_usd, r.change_24h_pct, r.rank, r.metadata,
+                    r.updated_at
                 FROM records r
                 JOIN market_series s ON s.source_type = r.source_type AND s.base = r.source_id
                     AND s.interval = 'snapshot'
                 WHERE r.source_type = :source AND r.kind = 'market'"""
             ),
             {"source": source},
-        )
+        ).all()
+        if rows:
+            bind.execute(
+                sa.text(_INSERT_SNAPSHOT.format(source=source)), [_snapshot(r) for r in rows]
+            )
+
+
+_INSERT_SNAPSHOT = """INSERT INTO market_observations_{source} (id, series_id, source_timestamp,
+    price, high, low, volume_quote, market_cap, change_pct, rank, metadata, updated_at)
+VALUES (:id, :series_id, :ts, :price, :high, :low, :volume_quote, :market_cap, :change_pct,
+    :rank, CAST(:metadata AS json), :updated_at)"""
+
+
+def _snapshot(row: Any) -> dict[str, Any]:
+    """An API coin's row as its observation: the 24 h high and low move to their columns."""
+    extra = dict(row.metadata or {})
+    high, low = extra.pop("high_24h", None), extra.pop("low_24h", None)
+    return {
+        "id": row.id,
+        "series_id": row.series_id,
+        "ts": row.source_timestamp,
+        "price": row.price_usd,
+        "high": high,
+        "low": low,
+        "volume_quote": row.volume_24h_usd,
+        "market_cap": row.market_cap_usd,
+        "change_pct": row.change_24h_pct,
+        "rank": row.rank,
+        "metadata": encode_metadata(extra),
+        "updated_at": row.updated_at,
+    }
 
 
 def _replay_snapshot_history(bind: Connection) -> None:
@@ -268,7 +298,7 @@ def _observation_values(series_id: int, record: Any) -> dict[str, Any]:
         "market_cap": record.market_cap,
         "change_pct": record.change_pct,
         "rank": record.rank,
-        "metadata": msgspec.json.encode(record.metadata).decode() if record.metadata else None,
+        "metadata": encode_metadata(record.metadata),
     }
 
 
@@ -277,7 +307,7 @@ def _insert_observation(source: str) -> sa.TextClause:
         f"""INSERT INTO market_observations_{source} (series_id, source_timestamp, price, open,
             high, low, volume_base, volume_quote, market_cap, change_pct, rank, metadata)
         VALUES (:series_id, :ts, :price, :open, :high, :low, :volume_base, :volume_quote,
-            :market_cap, :change_pct, :rank, CAST(:metadata AS jsonb))
+            :market_cap, :change_pct, :rank, CAST(:metadata AS json))
         ON CONFLICT (source_type, series_id, source_timestamp) DO NOTHING"""
     )
 
@@ -350,7 +380,7 @@ def _move_csv_rows(bind: Connection) -> None:
                     (r.metadata->>'low')::float8, {volume_base}, {volume_quote},
                     r.market_cap_usd, r.change_24h_pct,
                     CASE WHEN {legacy} IS NOT NULL
-                        THEN jsonb_build_object('legacy_volume', {legacy}) END,
+                        THEN ('{{"legacy_volume":' || {legacy} || '}}')::json END,
                     r.updated_at
                 FROM records r
                 WHERE r.source_type = 'csv' AND r.kind = 'market'
@@ -381,6 +411,60 @@ def _settle_series(bind: Connection) -> None:
     ).scalar_one()
     if missing:
         raise RuntimeError(f"{missing} market rows could not be given a series; nothing changed")
+
+
+def _render_documents(bind: Connection) -> None:
+    """The API documents the store renders for new rows, for the rows moved here."""
+    from cryptoetl.pipeline.documents import AssetDoc, news_doc, series_doc
+    from cryptoetl.sources.base import NewsRecord
+
+    assets = {
+        row.id: AssetDoc(row.id, row.slug, row.symbol, row.name)
+        for row in bind.execute(sa.text("SELECT id, slug, symbol, name FROM assets")).all()
+    }
+    series = bind.execute(
+        sa.text("SELECT id, venue, base, symbol, quote, interval, asset_id FROM market_series")
+    ).all()
+    docs = [
+        {
+            "id": s.id,
+            "doc": series_doc(
+                series_id=s.id,
+                venue=s.venue,
+                base=s.base,
+                symbol=s.symbol,
+                quote=s.quote,
+                interval=s.interval,
+                asset=assets[s.asset_id],
+            ),
+        }
+        for s in series
+    ]
+    if docs:
+        bind.execute(sa.text("UPDATE market_series SET doc = :doc WHERE id = :id"), docs)
+    news = bind.execute(
+        sa.text(
+            "SELECT id, source_type, source_id, title, summary, url, author, category, tags, "
+            "mentioned_asset_ids, source_timestamp, metadata FROM news_items"
+        )
+    ).all()
+    docs = []
+    for n in news:
+        record = NewsRecord(
+            source_type=n.source_type,
+            source_id=n.source_id,
+            title=n.title,
+            summary=n.summary,
+            url=n.url,
+            author=n.author,
+            category=n.category,
+            tags=tuple(n.tags),
+        )
+        mentioned = [assets[a] for a in n.mentioned_asset_ids if a in assets]
+        metadata = encode_metadata(n.metadata) or "{}"
+        docs.append({"id": n.id, "doc": news_doc(record, n.source_timestamp, mentioned, metadata)})
+    if docs:
+        bind.execute(sa.text("UPDATE news_items SET doc = :doc WHERE id = :id"), docs)
 
 
 def _drop_old_records() -> None:
@@ -442,7 +526,7 @@ SELECT o.id, 'market'::text AS kind, o.source_type,
     CASE WHEN s.quote = 'USD' THEN o.market_cap END AS market_cap_usd,
     NULL::text AS title, NULL::text AS summary, NULL::text AS url, NULL::text AS author,
     NULL::text AS category, '{{}}'::text[] AS tags, '{{}}'::bigint[] AS mentioned_asset_ids,
-    NULL::tsvector AS search_vector, o.source_timestamp, o.metadata, o.updated_at
+    NULL::tsvector AS search_vector, o.source_timestamp, o.metadata::jsonb, o.updated_at
 FROM market_observations o JOIN market_series s ON s.id = o.series_id
 UNION ALL
 SELECT n.id, 'news', n.source_type, n.source_id, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -542,7 +626,7 @@ _DOWNGRADE_SNAPSHOTS = """INSERT INTO records (id, kind, source_type, source_id,
 SELECT DISTINCT ON (s.id) o.id, 'market', s.source_type, s.base, s.asset_id, s.symbol,
     o.price, o.market_cap, o.volume_quote, o.change_pct, o.rank, o.source_timestamp,
     '\\x00'::bytea,
-    coalesce(o.metadata, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
+    coalesce(o.metadata::jsonb, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
         'high_24h', o.high, 'low_24h', o.low)),
     o.updated_at
 FROM market_observations o JOIN market_series s ON s.id = o.series_id

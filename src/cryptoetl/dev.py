@@ -213,6 +213,10 @@ def service_env(
     env = dict(base)
     env["DATABASE_URL"] = database_url
     env["PYTHONUNBUFFERED"] = "1"
+    # The children write into our pipes, so their own "auto" would pick JSON; what counts is
+    # where *we* write: readable lines on a terminal, JSON in a container or a log file.
+    if not env.get("LOG_FORMAT", "").strip() and sys.stdout.isatty():
+        env["LOG_FORMAT"] = "console"
     if not env.get("CSV_PATHS", "").strip():
         env["CSV_PATHS"] = str(fixtures / "csv")
     if stub_url is not None:

@@ -19,7 +19,10 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.response import Redirect
 
 from cryptoetl.api import assets, data, health, metrics, prices, runs, stats, ui
+from cryptoetl.api.cache import response_cache, totals_cache
 from cryptoetl.api.deps import Database, provide_db
+from cryptoetl.api.listener import ChangeListener
+from cryptoetl.api.responses import Caches
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.metrics import Registry
 from cryptoetl.api.requestid import RequestContext
@@ -47,6 +50,12 @@ def _provide_registry(state: State) -> Registry:
     return registry
 
 
+def _provide_caches(state: State) -> Caches:
+    caches = state.caches
+    assert isinstance(caches, Caches)
+    return caches
+
+
 def create_app(settings: Settings) -> Litestar:
     """Build the API for ``settings`` (reads ``API_DATABASE_URL``, falling back to
     ``DATABASE_URL``). Connections are opened lazily, on the first request that needs one."""
@@ -56,8 +65,13 @@ def create_app(settings: Settings) -> Litestar:
         lock_timeout_ms=settings.api_lock_timeout_ms,
     )
     registry = Registry()
+    caches = Caches(responses=response_cache(), totals=totals_cache())
+    listener = ChangeListener(
+        settings.require_api_database_url(), [caches.responses, caches.totals]
+    )
 
     async def close_db() -> None:
+        await listener.stop()
         await db.dispose()
 
     app = Litestar(
@@ -74,14 +88,16 @@ def create_app(settings: Settings) -> Litestar:
             docs,
             *ui.ROUTES,
         ],
-        state=State({"db": db, "settings": settings, "registry": registry}),
+        state=State({"db": db, "settings": settings, "registry": registry, "caches": caches}),
         dependencies={
             # use_cache: each is one object for the app's lifetime, resolved once.
             "db": Provide(provide_db, sync_to_thread=False, use_cache=True),
             "settings": Provide(_provide_settings, sync_to_thread=False, use_cache=True),
             "registry": Provide(_provide_registry, sync_to_thread=False, use_cache=True),
+            "caches": Provide(_provide_caches, sync_to_thread=False, use_cache=True),
         },
         exception_handlers=exception_handlers(),
+        on_startup=[listener.start],
         on_shutdown=[close_db],
         openapi_config=OpenAPIConfig(
             title="cryptoetl API",

@@ -20,7 +20,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from cryptoetl.api.data.sql import iso_utc
+from cryptoetl.api.data.page import iso_utc
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
 from cryptoetl.api.schemas import (

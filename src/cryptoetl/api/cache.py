@@ -26,8 +26,9 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 MAX_ENTRIES = 2048
 MAX_BYTES = 64 << 20
@@ -47,15 +48,14 @@ class Cached:
     head: bytes  # the body up to the request id
     tail: bytes  # the body after the latency
     etag: str
-    tags: frozenset[str]
 
     @classmethod
-    def make(cls, body: bytes, tags: Iterable[str]) -> Cached:
+    def make(cls, body: bytes) -> Cached:
         """Split a body encoded with the placeholders; its ETag covers what stays fixed."""
         head, tail = body.split(_MARKER, 1)
         digest = hashlib.blake2b(head + b"\0" + tail, digest_size=16).digest()
         etag = '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + '"'
-        return cls(head, tail, etag, frozenset(tags))
+        return cls(head, tail, etag)
 
     def body(self, request_id: str, latency_ms: float) -> bytes:
         return b"".join(
@@ -75,48 +75,60 @@ class Cached:
 
 
 Token = tuple[int, tuple[int, ...]]
+V = TypeVar("V")
 
 
-class ResponseCache:
-    """The process's cache of encoded responses (see the module doc)."""
+class TaggedCache(Generic[V]):
+    """Values tagged with the sources they were read from (see the module doc); used for
+    encoded responses and for totals."""
 
-    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
-        self._entries: OrderedDict[Hashable, Cached] = OrderedDict()
+    def __init__(
+        self,
+        max_entries: int = MAX_ENTRIES,
+        max_bytes: int = MAX_BYTES,
+        size: Callable[[V], int] = lambda _: 1,
+    ) -> None:
+        self._entries: OrderedDict[Hashable, tuple[V, frozenset[str]]] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
+        self._size = size
         self._bytes = 0
         self._epoch = 0  # moves on every (dis)connection of the listener
         self._generations: dict[str, int] = {}
         self.live = False
 
-    def get(self, key: Hashable) -> Cached | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+    def get(self, key: Hashable) -> V | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        self._entries.move_to_end(key)
+        return hit[0]
 
     def token(self, tags: Iterable[str]) -> Token:
-        """Taken before a response's queries run: :meth:`put` refuses it if a tag moved."""
+        """Taken before a value's queries run: :meth:`put` refuses it if a tag moved since."""
         return self._epoch, tuple(self._generations.get(t, 0) for t in sorted(tags))
 
-    def put(self, key: Hashable, entry: Cached, token: Token) -> None:
-        if not self.live or token != self.token(entry.tags) or entry.size > self._max_bytes:
+    def put(self, key: Hashable, value: V, tags: Iterable[str], token: Token) -> None:
+        tagset = frozenset(tags)
+        size = self._size(value)
+        if not self.live or token != self.token(tagset) or size > self._max_bytes:
             return
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self._bytes -= old.size
-        self._entries[key] = entry
-        self._bytes += entry.size
+        self._drop(key)
+        self._entries[key] = (value, tagset)
+        self._bytes += size
         while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
-            _, evicted = self._entries.popitem(last=False)
-            self._bytes -= evicted.size
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: Hashable) -> None:
+        hit = self._entries.pop(key, None)
+        if hit is not None:
+            self._bytes -= self._size(hit[0])
 
     def invalidate(self, tag: str) -> None:
         """Data of ``tag`` (a source) changed: drop what read it."""
         self._generations[tag] = self._generations.get(tag, 0) + 1
-        stale = [key for key, entry in self._entries.items() if tag in entry.tags]
-        for key in stale:
-            self._bytes -= self._entries.pop(key).size
+        for key in [k for k, (_, tags) in self._entries.items() if tag in tags]:
+            self._drop(key)
 
     def reset(self, *, live: bool) -> None:
         """The listener (dis)connected: whatever happened meanwhile is unknown."""
@@ -127,3 +139,14 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+
+def response_cache() -> TaggedCache[Cached]:
+    return TaggedCache(size=lambda entry: entry.size)
+
+
+def totals_cache() -> TaggedCache[int]:
+    return TaggedCache(max_entries=4096)

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from cryptoetl.api.cache import ResponseCache
+from cryptoetl.api.cache import TaggedCache
 from cryptoetl.config import DatabaseUrl
 from cryptoetl.db.notify import DATA_CHANGED
 
@@ -29,9 +30,9 @@ RETRY_S = (0.5, 1.0, 2.0, 5.0)
 
 
 class ChangeListener:
-    def __init__(self, url: DatabaseUrl, cache: ResponseCache) -> None:
+    def __init__(self, url: DatabaseUrl, caches: Sequence[TaggedCache[Any]]) -> None:
         self._url = url
-        self._cache = cache
+        self._caches = tuple(caches)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -42,10 +43,19 @@ class ChangeListener:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._cache.reset(live=False)
+        self._reset(live=False)
+
+    def _reset(self, *, live: bool) -> None:
+        for cache in self._caches:
+            cache.reset(live=live)
+
+    @property
+    def live(self) -> bool:
+        return all(cache.live for cache in self._caches)
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._cache.invalidate(payload)
+        for cache in self._caches:
+            cache.invalidate(payload)
 
     async def _run(self) -> None:
         failures = 0
@@ -54,14 +64,14 @@ class ChangeListener:
                 await self._listen()
                 failures = 0
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if self._cache.live or failures == 0:
+                if self.live or failures == 0:
                     log.warning(
                         "change notifications lost; response cache off until they are back",
                         extra={"event": "cache_off", "error": type(exc).__name__},
                     )
                 failures += 1
             finally:
-                self._cache.reset(live=False)
+                self._reset(live=False)
             await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])
 
     async def _listen(self) -> None:
@@ -73,7 +83,7 @@ class ChangeListener:
         try:
             await conn.add_listener(DATA_CHANGED, self._notified)
             # Anything may have changed before LISTEN took effect: start empty.
-            self._cache.reset(live=True)
+            self._reset(live=True)
             while True:
                 await asyncio.sleep(KEEPALIVE_S)
                 await conn.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)

@@ -136,6 +136,8 @@ market_series = sa.Table(
     sa.Column("observations", sa.BigInteger, nullable=False, server_default="0"),
     _tstz("first_ts"),
     _tstz("last_ts"),
+    # What every observation's API item shares, rendered once (cryptoetl.pipeline.documents).
+    sa.Column("doc", sa.Text, nullable=False, server_default=""),
     _tstz("created_at", nullable=False, default_now=True),
     sa.CheckConstraint(MARKET_SOURCES_SQL, name="source_type"),
     sa.Index(
@@ -169,7 +171,8 @@ market_observations = sa.Table(
     sa.Column("market_cap", sa.Float, nullable=True),
     sa.Column("change_pct", sa.Float, nullable=True),
     sa.Column("rank", sa.Integer, nullable=True),
-    sa.Column("metadata", pg.JSONB, nullable=True),
+    # json, not jsonb: kept as written (compact, sorted keys), compared and served as that text.
+    sa.Column("metadata", pg.JSON, nullable=True),
     _tstz("updated_at", nullable=False, default_now=True),
     sa.Index(
         "uq_market_observations_key",
@@ -213,6 +216,8 @@ news_items = sa.Table(
     _tstz("source_timestamp", nullable=False),
     sa.Column("content_hash", pg.BYTEA, nullable=False),
     sa.Column("metadata", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    # The API item after its "id", rendered when written (cryptoetl.pipeline.documents).
+    sa.Column("doc", sa.Text, nullable=False, server_default=""),
     sa.Column("run_id", pg.UUID(as_uuid=True), nullable=True),
     _tstz("inserted_at", nullable=False, default_now=True),
     _tstz("updated_at", nullable=False, default_now=True),

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptoetl.coins import known_coins
 from cryptoetl.db.tables import assets
+from cryptoetl.pipeline.documents import AssetDoc
 from cryptoetl.sources.base import MarketRecord, SourceError
 
 DEFAULT_MAX_NEW_ASSETS = 10_000
@@ -60,6 +61,7 @@ class AssetResolver:
             "csv": {s.symbol: s for s in self.seed},
         }
         self._seed_ids: dict[str, int] = {}
+        self._seed_docs: dict[str, AssetDoc] = {}
         self._cache: dict[tuple[str, str], int] = {}
         self._new_budget = DEFAULT_MAX_NEW_ASSETS
         self._mention_pattern = re.compile(
@@ -87,24 +89,25 @@ class AssetResolver:
             insert(assets).values(rows).on_conflict_do_nothing(index_elements=["slug"])
         )
         result = await conn.execute(
-            sa.select(assets.c.slug, assets.c.id).where(
+            sa.select(assets.c.id, assets.c.slug, assets.c.symbol, assets.c.name).where(
                 assets.c.slug.in_([s.slug for s in self.seed])
             )
         )
-        self._seed_ids = {str(slug): int(asset_id) for slug, asset_id in result.all()}
+        self._seed_docs = {row.slug: AssetDoc(*row) for row in result.all()}
+        self._seed_ids = {slug: doc.id for slug, doc in self._seed_docs.items()}
 
     def forget(self) -> None:
         """Drop cached mappings: after a rolled-back batch they may name assets that never were."""
         self._cache.clear()
 
-    def mentions(self, text: str) -> list[int]:
-        """Seed asset ids named in ``text`` (ordered, unique)."""
-        found: dict[int, None] = {}
+    def mentions(self, text: str) -> list[AssetDoc]:
+        """The known coins named in ``text`` (ordered, unique)."""
+        found: dict[int, AssetDoc] = {}
         for match in self._mention_pattern.finditer(text):
-            asset_id = self._seed_ids.get(self._slug_by_term[match.group(1)])
-            if asset_id is not None:
-                found[asset_id] = None
-        return list(found)
+            asset = self._seed_docs.get(self._slug_by_term[match.group(1)])
+            if asset is not None:
+                found.setdefault(asset.id, asset)
+        return list(found.values())
 
     def start_run(self, max_new_assets: int) -> None:
         """Per source run: at most ``max_new_assets`` new assets (a hostile or broken upstream

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.documents import AssetDoc, series_doc
 from cryptoetl.sources.base import MarketRecord
 
 SeriesKey = tuple[str, str, str, str | None, str | None]  # source, venue, base, quote, interval
@@ -31,6 +32,18 @@ SELECT s.id, k.n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5:
 JOIN market_series s ON s.source_type = k.source_type AND s.venue = k.venue
     AND s.base = k.base AND coalesce(s.quote, '') = coalesce(k.quote, '')
     AND coalesce(s.interval, '') = coalesce(k.interval, '')
+"""
+
+
+_NEW_SERIES = """
+SELECT s.id, s.venue, s.base, s.symbol, s.quote, s.interval, s.asset_id, a.slug,
+    a.symbol AS asset_symbol, a.name
+FROM market_series s JOIN assets a ON a.id = s.asset_id
+WHERE s.id = ANY($1::int[]) AND s.doc = ''
+"""
+_SET_DOCS = """
+UPDATE market_series s SET doc = d.doc FROM unnest($1::int[], $2::text[]) AS d(id, doc)
+WHERE s.id = d.id
 """
 
 
@@ -65,7 +78,25 @@ class SeriesResolver:
             if new:
                 await self._create(driver, [groups[key][0] for key in new])
                 await self._find(driver, new)
+                await self._render(driver, [self._ids[key] for key in new])
         return {key: self._ids[key] for key in groups}
+
+    async def _render(self, driver: Any, series_ids: list[int]) -> None:
+        """Each new series' API document (see :mod:`cryptoetl.pipeline.documents`)."""
+        rows = await driver.fetch(_NEW_SERIES, series_ids)
+        docs = [
+            series_doc(
+                series_id=r["id"],
+                venue=r["venue"],
+                base=r["base"],
+                symbol=r["symbol"],
+                quote=r["quote"],
+                interval=r["interval"],
+                asset=AssetDoc(r["asset_id"], r["slug"], r["asset_symbol"], r["name"]),
+            )
+            for r in rows
+        ]
+        await driver.execute(_SET_DOCS, [r["id"] for r in rows], docs)
 
     async def _find(self, driver: Any, keys: Sequence[SeriesKey]) -> None:
         for series_id, n in await driver.fetch(_FIND, *_columns(keys)):

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cryptoetl.db.notify import NOTIFY_DATA_CHANGED
 from cryptoetl.db.tables import MARKET_PARTITIONS, RAW_TABLES, checkpoints, drift_events, runs
 from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.documents import encode_metadata, news_doc
 from cryptoetl.pipeline.series import SeriesKey, SeriesResolver, series_key
 from cryptoetl.sources.base import (
     Batch,
@@ -74,7 +75,7 @@ _OBSERVATIONS_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS observations_staging (
     series_id int, source_timestamp timestamptz, price float8, open float8, high float8,
     low float8, volume_base float8, volume_quote float8, market_cap float8, change_pct float8,
-    rank int, metadata jsonb
+    rank int, metadata json
 ) ON COMMIT DELETE ROWS
 """
 _OBSERVATION_UPSERT = """
@@ -111,12 +112,13 @@ NEWS_COLUMNS = (
     "source_timestamp",
     "content_hash",
     "metadata",
+    "doc",
 )
 _NEWS_STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS news_staging (
     source_type text, source_id text, title text, summary text, url text, author text,
     category text, tags text[], mentioned_asset_ids bigint[], source_timestamp timestamptz,
-    content_hash bytea, metadata jsonb
+    content_hash bytea, metadata jsonb, doc text
 ) ON COMMIT DELETE ROWS
 """
 _NEWS_UPSERT = f"""
@@ -144,13 +146,18 @@ ON CONFLICT (source_type, source_key, payload_hash) WHERE payload_hash IS NOT NU
 """
 
 
+def _comparable(column: str) -> str:
+    return f"{column}::text" if column == "metadata" else column
+
+
 def _observation_upsert(partition: str) -> str:
     return _OBSERVATION_UPSERT.format(
         partition=partition,
         columns=", ".join(OBSERVATION_COLUMNS),
         assignments=", ".join(f"{c} = excluded.{c}" for c in VALUE_COLUMNS),
-        old=", ".join(f"o.{c}" for c in VALUE_COLUMNS),
-        new=", ".join(f"excluded.{c}" for c in VALUE_COLUMNS),
+        # json has no equality: its text is compared (written canonically, see encode_metadata)
+        old=", ".join(f"o.{_comparable(c)}" for c in VALUE_COLUMNS),
+        new=", ".join(f"excluded.{_comparable(c)}" for c in VALUE_COLUMNS),
     )
 
 
@@ -286,7 +293,6 @@ def _by_series(records: Sequence[MarketRecord]) -> dict[SeriesKey, list[MarketRe
 
 def _observation_rows(series_id: int, records: list[MarketRecord]) -> list[ObservationRow]:
     """COPY rows in OBSERVATION_COLUMNS order, one per timestamp: the later record wins."""
-    encode = _json.encode
     rows = [
         (
             series_id,
@@ -300,7 +306,7 @@ def _observation_rows(series_id: int, records: list[MarketRecord]) -> list[Obser
             r.market_cap,
             r.change_pct,
             r.rank,
-            None if r.metadata is None else encode(r.metadata).decode(),
+            None if r.metadata is None else encode_metadata(r.metadata),
         )
         for r in records
     ]
@@ -322,6 +328,9 @@ async def _copy_new(driver: Any, partition: str, rows: list[ObservationRow]) -> 
 
 
 def _news_row(record: NewsRecord, assets: AssetResolver, fallback_ts: datetime) -> tuple[Any, ...]:
+    mentioned = assets.mentions(record.title)
+    timestamp = record.source_timestamp or fallback_ts
+    metadata = encode_metadata(record.metadata) or "{}"
     return (
         record.source_type,
         record.source_id,
@@ -331,10 +340,11 @@ def _news_row(record: NewsRecord, assets: AssetResolver, fallback_ts: datetime) 
         record.author,
         record.category,
         list(record.tags),
-        assets.mentions(record.title),
-        record.source_timestamp or fallback_ts,
+        [asset.id for asset in mentioned],
+        timestamp,
         content_hash(record),
-        _json.encode(record.metadata).decode(),
+        metadata,
+        news_doc(record, timestamp, mentioned, metadata),
     )
 
 

@@ -22,6 +22,8 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from cryptoetl.api.data.filters import bind, shape_of, values_of
+from cryptoetl.api.data.page import page_statement
 from cryptoetl.api.data.query import (
     KINDS,
     MAX_PAGE_SIZE,
@@ -29,36 +31,65 @@ from cryptoetl.api.data.query import (
     encode_cursor,
     parse_query,
 )
-from cryptoetl.api.data.sql import bind, page_statement, shape_of, values_of
-from cryptoetl.api.data.totals import consistent_total, estimate, proven_total
+from cryptoetl.api.data.totals import Total, planner_estimate, settle, total_mode
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.errors import ParamErrors
+from cryptoetl.api.responses import Caches, Render, cached_json, placeholder_meta
 from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, ErrorBody, Pagination
 
 
 class PageResult(NamedTuple):
-    data: str
-    total: int
-    is_estimate: bool
+    items: list[str]
+    total: Total
     next_after: tuple[datetime, int] | None
 
 
-async def fetch_page(db: Database, query: DataQuery) -> PageResult:
-    shape = shape_of(query)
+async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResult:
+    key, tags = query.fingerprint(), query.sources_read()
+    known = caches.totals.get(key)
+    mode = total_mode(query, known)
+    token = caches.totals.token(tags)
+    shape = shape_of(query, mode)
     statement = page_statement(shape)
     values = values_of(query)
     async with db.connection() as conn:
-        data, fetched, last_ts, last_id, total = await conn.fetchrow(
-            statement.sql, *bind(statement, values)
-        )
-        is_estimate = False
-        if total is None:
-            total = proven_total(query, fetched)
-        if total is None:
-            total = consistent_total(await estimate(conn, shape, values), query, fetched)
-            is_estimate = True
+        items, stamps, ids, computed = await conn.fetchrow(statement.sql, *bind(statement, values))
+        if mode == "none" and known is None:  # search or category: ask the planner, once
+            known = Total(await planner_estimate(conn, shape, values), True)
+            caches.totals.put(key, known, tags, token)
+    fetched = len(items or ())
+    total = settle(query, fetched, computed, known, mode)
+    if not total.is_estimate:
+        caches.totals.put(key, total, tags, token)
+    last = query.page_size - 1
     has_more = fetched > query.page_size
-    return PageResult(data, total, is_estimate, (last_ts, last_id) if has_more else None)
+    return PageResult(
+        (items or [])[: query.page_size], total, (stamps[last], ids[last]) if has_more else None
+    )
+
+
+async def render_page(db: Database, caches: Caches, query: DataQuery) -> bytes:
+    result = await fetch_page(db, caches, query)
+    next_cursor = None
+    if result.next_after is not None:
+        next_cursor = encode_cursor(*result.next_after, query.fingerprint())
+    pagination = Pagination(
+        page=None if query.after else query.page,
+        page_size=query.page_size,
+        total_records=result.total.value,
+        total_pages=math.ceil(result.total.value / query.page_size),
+        next_cursor=next_cursor,
+        total_is_estimate=result.total.is_estimate,
+    )
+    placeholder = placeholder_meta()
+    meta = DataMeta(
+        request_id=placeholder.request_id,
+        api_latency_ms=placeholder.api_latency_ms,
+        pagination=pagination,
+        filters_applied=query.filters_applied(),
+    )
+    data = msgspec.Raw(("[" + ",".join(result.items) + "]").encode())
+    return _encoder.encode(DataEnvelope(data=data, metadata=meta))
 
 
 _encoder = msgspec.json.Encoder()
@@ -100,6 +131,7 @@ _PARAMETERS = (
 async def list_data(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
+    caches: NamedDependency[Caches],
     page: Annotated[
         _Text, _integer("Page number (offset pagination; omit with cursor)", 1, 1, 10**9)
     ] = None,
@@ -129,28 +161,12 @@ async def list_data(
     ] = None,
     cursor: Annotated[_Text, _text("next_cursor of a previous page (same filters)")] = None,
 ) -> Response[bytes]:
-    params = {key: request.query_params.getall(key) for key in request.query_params}
-    errors = ParamErrors()
-    errors.unknown(params, _PARAMETERS)
-    errors.raise_if_any()
-    query = parse_query(params)
-    result = await fetch_page(db, query)
-    next_cursor = None
-    if result.next_after is not None:
-        next_cursor = encode_cursor(*result.next_after, query.fingerprint())
-    pagination = Pagination(
-        page=None if query.after else query.page,
-        page_size=query.page_size,
-        total_records=result.total,
-        total_pages=math.ceil(result.total / query.page_size),
-        next_cursor=next_cursor,
-        total_is_estimate=result.is_estimate,
-    )
-    meta = DataMeta(
-        request_id=request_id_of(request),
-        api_latency_ms=latency_ms(request),
-        pagination=pagination,
-        filters_applied=query.filters_applied(),
-    )
-    body = _encoder.encode(DataEnvelope(data=msgspec.Raw(result.data.encode()), metadata=meta))
-    return Response(body, media_type=JSON)
+    def prepare() -> tuple[frozenset[str], Render]:
+        params = {key: request.query_params.getall(key) for key in request.query_params}
+        errors = ParamErrors()
+        errors.unknown(params, _PARAMETERS)
+        errors.raise_if_any()
+        query = parse_query(params)
+        return query.sources_read(), lambda: render_page(db, caches, query)
+
+    return await cached_json(request, caches, prepare)

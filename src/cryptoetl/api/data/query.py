@@ -72,6 +72,15 @@ class DataQuery:
         sources_ok = not self.source_types or "rss" in self.source_types
         return self.kind != "market" and sources_ok and not self.series_filter
 
+    def sources_read(self) -> frozenset[str]:
+        """The sources whose commits can change this request's answer (its cache tags)."""
+        sources = set(self.source_types or SOURCE_TYPES)
+        if not self.wants_market:
+            sources -= set(MARKET_SOURCES)
+        if not self.wants_news:
+            sources.discard("rss")
+        return frozenset(sources)
+
     def fingerprint(self) -> bytes:
         """What a cursor is bound to: the filters, not the page size."""
         key = [

@@ -1,48 +1,48 @@
 """``pagination.total_records`` without counting a table per request.
 
 * Filters the kept counts cover (``source_type``, ``kind``, ``asset``, ``venue``, ``quote``,
-  ``interval``, or none): **exact**, computed inside the page statement.
-* Any other filter (``category``, ``search``, ``since``, ``until``): the planner's **estimate**
-  (``EXPLAIN`` of the filtered rows), flagged ``total_is_estimate: true`` and cached for at most
-  :data:`ESTIMATE_TTL_S` seconds. The page corrects it where it proves more: the page that
-  reaches the end of an offset walk gives the exact count (flagged ``false``), rows at an
-  offset a lower bound, an empty page an upper bound.
+  ``interval``, or none): **exact**, the sum of ``market_series.observations`` and
+  ``news_counts``, computed in the page statement the first time a filter set is seen and then
+  kept (:class:`~cryptoetl.api.cache.TaggedCache`) until a commit changes one of its sources.
+* ``since``/``until`` only: an **estimate** interpolated in the page statement from each
+  series' count and time bounds: no second round trip, however many different windows clients
+  ask for.
+* ``category``/``search``: the planner's **estimate** (``EXPLAIN``), once per filter set until
+  its data changes.
+
+Estimates are flagged ``total_is_estimate: true`` and corrected by what the page proves: rows at
+an offset are a lower bound, an empty page past the end an upper bound, and the page that
+reaches the end of an offset walk gives the exact count (flagged ``false``), which is then kept
+for the filter set, so a later page past the end reports it too.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from cryptoetl.api.data.filters import Shape, TotalMode, bind
+from cryptoetl.api.data.page import estimate_statement
 from cryptoetl.api.data.query import DataQuery
-from cryptoetl.api.data.sql import Shape, bind, estimate_statement
-
-ESTIMATE_TTL_S = 1.0
 
 
-class _TtlCache:
-    """A small per-process cache of planner estimates; entries live ``ttl`` seconds."""
-
-    def __init__(self, ttl: float, max_items: int = 1024) -> None:
-        self._ttl = ttl
-        self._max = max_items
-        self._items: dict[Any, tuple[float, int]] = {}
-
-    def get(self, key: Any) -> int | None:
-        hit = self._items.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, key: Any, value: int) -> None:
-        if len(self._items) >= self._max:
-            self._items.clear()  # crude, but bounded; the TTL keeps the cache tiny anyway
-        self._items[key] = (time.monotonic() + self._ttl, value)
+@dataclass(frozen=True, slots=True)
+class Total:
+    value: int
+    is_estimate: bool
 
 
-_estimates = _TtlCache(ESTIMATE_TTL_S)
+def total_mode(query: DataQuery, known: Total | None) -> TotalMode:
+    """What the page statement must compute about the total (see the module doc)."""
+    if known is not None:
+        return "none"
+    if query.exact_total:
+        return "exact"
+    if query.category is None and query.search is None:
+        return "window"
+    return "none"
 
 
 def _plan_rows(explain: Any) -> int:
@@ -50,15 +50,9 @@ def _plan_rows(explain: Any) -> int:
     return max(0, int(plan[0]["Plan"]["Plan Rows"]))
 
 
-async def estimate(conn: Any, shape: Shape, values: dict[str, Any]) -> int:
+async def planner_estimate(conn: Any, shape: Shape, values: dict[str, Any]) -> int:
     statement = estimate_statement(shape)
-    args = bind(statement, values)
-    key = (shape, *(tuple(a) if isinstance(a, list) else a for a in args))
-    cached = _estimates.get(key)
-    if cached is None:
-        cached = _plan_rows(await conn.fetchval(statement.sql, *args))
-        _estimates.put(key, cached)
-    return cached
+    return _plan_rows(await conn.fetchval(statement.sql, *bind(statement, values)))
 
 
 def proven_total(query: DataQuery, fetched: int) -> int | None:
@@ -75,7 +69,7 @@ def proven_total(query: DataQuery, fetched: int) -> int | None:
 
 
 def consistent_total(estimated: int, query: DataQuery, fetched: int) -> int:
-    """Keep a planner estimate consistent with the page: rows at an offset prove
+    """Keep an estimate consistent with the page: rows at an offset prove
     ``total >= offset + fetched``, an empty page past the end proves ``total <= offset``."""
     if query.after is not None:
         return max(estimated, fetched)
@@ -83,3 +77,22 @@ def consistent_total(estimated: int, query: DataQuery, fetched: int) -> int:
     if fetched == 0:
         return min(estimated, skipped)
     return max(estimated, skipped + fetched)
+
+
+def settle(
+    query: DataQuery,
+    fetched: int,
+    computed: int | None,
+    known: Total | None,
+    mode: TotalMode,
+) -> Total:
+    """The total to report, from what was known, computed and proven by this page."""
+    if known is not None and not known.is_estimate:
+        return known
+    if mode == "exact" and computed is not None:
+        return Total(computed, False)
+    proven = proven_total(query, fetched)
+    if proven is not None:
+        return Total(proven, False)
+    estimate = computed if computed is not None else known.value if known else 0
+    return Total(consistent_total(estimate, query, fetched), True)

@@ -1,0 +1,174 @@
+"""The ``/data`` page statement: the newest rows of two tables merged, rendered by concatenation.
+
+``market_observations`` (partitioned by source: a ``source_type`` filter prunes partitions) and
+``news_items`` are each read newest first on their ``(source_timestamp DESC, id DESC)`` index,
+so any cursor depth costs what the first page costs; the page (``page_size + 1`` rows, the extra
+one meaning "more") is the merge of both. Only then are its rows rendered: a news item is its
+stored document (:func:`cryptoetl.pipeline.documents.news_doc`), an observation is its series'
+stored document with the observation's values put around it. No JSON is built per request, no
+window function runs, and no asset is looked up: they were all resolved when written.
+
+The statement answers one row: the rendered items, their keys (for ``next_cursor``) and, per
+the shape's total mode, the exact total from the kept counts or the time-window estimate.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cryptoetl.api.data.filters import (
+    Params,
+    Shape,
+    Statement,
+    asset_ids,
+    market_conditions,
+    news_conditions,
+    series_conditions,
+    where,
+)
+
+
+def iso_utc(column: str) -> str:
+    """SQL for a timestamptz as RFC 3339 UTC text ending in ``Z`` (as msgspec writes them)."""
+    return f"(to_json({column} AT TIME ZONE 'UTC') #>> '{{}}') || 'Z'"
+
+
+# Both kinds share one row shape, so they merge in one ordered list.
+_MARKET_ROW = (
+    "o.source_timestamp, o.id, o.series_id, o.price, o.open, o.high, o.low, o.volume_base, "
+    "o.volume_quote, o.market_cap, o.change_pct, o.rank, o.metadata::text AS metadata, "
+    "NULL::text AS doc"
+)
+_NEWS_ROW = (
+    "n.source_timestamp, n.id, NULL::int AS series_id, NULL::float8 AS price, "
+    "NULL::float8 AS open, NULL::float8 AS high, NULL::float8 AS low, "
+    "NULL::float8 AS volume_base, NULL::float8 AS volume_quote, NULL::float8 AS market_cap, "
+    "NULL::float8 AS change_pct, NULL::int AS rank, NULL::text AS metadata, n.doc"
+)
+
+
+def _number(column: str) -> str:
+    return f"coalesce(({column})::text, 'null')"
+
+
+# Legacy USD columns hold only what really is USD (and 24 h): see README, "Units".
+_USD = "s.quote = 'USD'"
+_DAILY = "s.interval IN ('snapshot', '1d')"
+# The members after the series' document, in the order news_doc writes them.
+_OBSERVATION_DOC = f"""concat('{{"id":', q.id, ',"source_type":"', s.source_type, '",', s.doc,
+    ',"source_id":"', s.key, '@', {iso_utc("q.source_timestamp")},
+    '","source_timestamp":"', {iso_utc("q.source_timestamp")},
+    '","metadata":', coalesce(q.metadata, '{{}}'),
+    ',"rank":', {_number("q.rank")}, ',"price":', v.price, ',"open":', {_number("q.open")},
+    ',"high":', {_number("q.high")}, ',"low":', {_number("q.low")},
+    ',"volume_base":', {_number("q.volume_base")}, ',"volume_quote":', v.volume_quote,
+    ',"market_cap":', v.market_cap, ',"change_pct":', v.change_pct,
+    ',"value":', v.usd_price, ',"price_usd":', v.usd_price,
+    ',"market_cap_usd":', CASE WHEN {_USD} THEN v.market_cap ELSE 'null' END,
+    ',"volume_24h_usd":', CASE WHEN {_USD} AND {_DAILY} THEN v.volume_quote ELSE 'null' END,
+    ',"change_24h_pct":', CASE WHEN {_DAILY} THEN v.change_pct ELSE 'null' END, '}}')"""
+# Values used twice are rendered once.
+_VALUES = f"""LATERAL (SELECT {_number("q.price")} AS price,
+    CASE WHEN {_USD} THEN {_number("q.price")} ELSE 'null' END AS usd_price,
+    {_number("q.volume_quote")} AS volume_quote, {_number("q.market_cap")} AS market_cap,
+    {_number("q.change_pct")} AS change_pct) v"""
+
+
+def _side(select: str, table: str, conds: list[str], p: Params, shape: Shape) -> str:
+    depth = f"{p('limit', 'int')} + 1" + (f" + {p('offset', 'bigint')}" if shape.offset else "")
+    return (
+        f"(SELECT {select} FROM {table} WHERE {where(conds)} "
+        f"ORDER BY source_timestamp DESC, id DESC LIMIT {depth})"
+    )
+
+
+def exact_total(shape: Shape, p: Params) -> str:
+    """The sum of the kept counts over what the filters select."""
+    parts = []
+    if shape.market:
+        series = where(series_conditions(shape, p, "s"))
+        parts.append(
+            f"(SELECT coalesce(sum(s.observations), 0) FROM market_series s WHERE {series})"
+        )
+    if shape.news:
+        conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
+        if shape.sources:
+            conds.append(f"c.source_type = ANY({p('sources', 'text[]')})")
+        parts.append(f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})")
+    return "(" + (" + ".join(parts) or "0") + ")::bigint"
+
+
+def _overlap(first: str, last: str, count: str, p: Params) -> str:
+    """``count`` rows spread evenly over [first, last]: how many lie in [since, until)."""
+    lo = f"greatest({first}, coalesce({p('since', 'timestamptz')}, {first}))"
+    hi = f"least({last}, coalesce({p('until', 'timestamptz')}, 'infinity'))"
+    span = f"extract(epoch FROM {last} - {first})"
+    return (
+        f"CASE WHEN {first} IS NULL OR {hi} < {lo} THEN 0 WHEN {span} = 0 THEN {count} "
+        f"ELSE {count} * least(1, extract(epoch FROM {hi} - {lo}) / {span}) END"
+    )
+
+
+def window_estimate(shape: Shape, p: Params) -> str:
+    """Rows within since/until, interpolated from each series' count and time bounds (and the
+    news count over the news' time range): no planner round trip, whatever the window."""
+    parts = []
+    if shape.market:
+        series = where(series_conditions(shape, p, "s"))
+        share = _overlap("s.first_ts", "s.last_ts", "s.observations", p)
+        parts.append(f"(SELECT coalesce(sum({share}), 0) FROM market_series s WHERE {series})")
+    if shape.news:
+        bounds = "(SELECT source_timestamp FROM news_items ORDER BY source_timestamp {0} LIMIT 1)"
+        conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
+        if shape.sources:
+            conds.append(f"c.source_type = ANY({p('sources', 'text[]')})")
+        count = f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})"
+        parts.append(_overlap(bounds.format("ASC"), bounds.format("DESC"), count, p))
+    return "round(" + (" + ".join(parts) or "0") + ")::bigint"
+
+
+@lru_cache(maxsize=512)
+def page_statement(shape: Shape) -> Statement:
+    """``(items text[], keys (timestamp, id) of every row read, total)`` in one row."""
+    p = Params()
+    sides = []
+    if shape.market:
+        sides.append(
+            _side(_MARKET_ROW, "market_observations o", market_conditions(shape, p), p, shape)
+        )
+    if shape.news:
+        sides.append(_side(_NEWS_ROW, "news_items n", news_conditions(shape, p), p, shape))
+    limit = p("limit", "int")
+    offset = f" OFFSET {p('offset', 'bigint')}" if shape.offset else ""
+    rows = " UNION ALL ".join(sides) or f"(SELECT {_MARKET_ROW} FROM market_observations o LIMIT 0)"
+    total = {"exact": exact_total, "window": window_estimate}.get(shape.total)
+    order = "q.source_timestamp DESC, q.id DESC"
+    sql = f"""SELECT
+    array_agg(CASE WHEN q.doc IS NOT NULL THEN concat('{{"id":', q.id, ',', q.doc)
+        ELSE {_OBSERVATION_DOC} END ORDER BY {order}),
+    array_agg(q.source_timestamp ORDER BY {order}),
+    array_agg(q.id ORDER BY {order}),
+    {total(shape, p) if total else "NULL::bigint"}
+FROM (
+    SELECT * FROM ({rows}) u ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset}
+) q
+LEFT JOIN market_series s ON s.id = q.series_id
+LEFT JOIN {_VALUES} ON TRUE"""
+    return Statement(sql, tuple(p.names))
+
+
+@lru_cache(maxsize=512)
+def estimate_statement(shape: Shape) -> Statement:
+    """The planner's row estimate for the filters (for search and category, which no kept count
+    covers). Cursor and paging do not change a total."""
+    p = Params()
+    unpaged = shape._replace(cursor=False)
+    counts = []
+    if shape.market:
+        counts.append(
+            f"SELECT 1 FROM market_observations o WHERE {where(market_conditions(unpaged, p))}"
+        )
+    if shape.news:
+        counts.append(f"SELECT 1 FROM news_items n WHERE {where(news_conditions(unpaged, p))}")
+    body = " UNION ALL ".join(counts) or "SELECT 1 WHERE FALSE"
+    return Statement(f"EXPLAIN (FORMAT JSON) {body}", tuple(p.names))

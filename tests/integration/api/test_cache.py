@@ -1,0 +1,204 @@
+"""The response cache: exact because commits notify it, per-request fields stay true, 304s cost
+no query, a lost notification connection means no caching, and locks end in bounded 503s."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from litestar import Litestar
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cryptoetl.api.app import create_app
+from cryptoetl.config import load_settings
+from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.store import Writer
+from cryptoetl.sources.base import Batch, NewsRecord
+from tests.integration.api.conftest import ApiData, body, sql
+from tests.integration.api.test_health import Proxy, server_address, with_port
+from tests.pg import TestDatabase
+
+RSS_PAGE = "/data?source_type=rss&page_size=5"
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running_app(env: dict[str, str]) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    """An app with its start-up and shut-down hooks run (its change listener runs) and a
+    client for it. (Litestar's own lifespan context cannot span a fixture's set-up and
+    tear-down, which pytest runs in different tasks.)"""
+    app = create_app(load_settings(env))
+    await _run_hooks(app.on_startup)
+    try:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            yield app, c
+    finally:
+        await _run_hooks(app.on_shutdown)
+
+
+async def _run_hooks(hooks: Any) -> None:
+    for hook in hooks:
+        result = hook()
+        if asyncio.iscoroutine(result):
+            await result
+
+
+@pytest.fixture
+async def live(
+    database: TestDatabase, api_data: ApiData
+) -> AsyncIterator[tuple[Litestar, httpx.AsyncClient]]:
+    async with running_app(database.env()) as (app, client):
+        await wait_until(lambda: app.state.caches.responses.live)
+        yield app, client
+
+
+async def write_news(engine: AsyncEngine, title: str) -> None:
+    """A news item written the worker's way: its commit notifies the API."""
+    run_id = uuid.uuid4()
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            f"INSERT INTO runs (id, source_type, worker_id) VALUES ('{run_id}', 'rss', 'test')"
+        )
+        resolver = AssetResolver()
+        await resolver.ensure_seed(conn)
+        record = NewsRecord(
+            source_type="rss",
+            source_id=f"cache-test-{uuid.uuid4()}",
+            title=title,
+            source_timestamp=datetime.now(UTC),
+        )
+        await Writer(resolver).write_batch(conn, "rss", run_id, Batch(records=[record]))
+
+
+def notify(db: TestDatabase, source: str) -> None:
+    sql(db, "SELECT pg_notify('cryptoetl_data', %s)", source)
+
+
+async def test_a_commit_invalidates_what_it_changed_and_nothing_else(
+    live: tuple[Litestar, httpx.AsyncClient], database: TestDatabase, engine: AsyncEngine
+) -> None:
+    app, client = live
+    first = body(await client.get(RSS_PAGE))
+    csv_page = body(await client.get("/data?source_type=csv&page_size=5"))
+    # A change behind the cache's back (no notification) is not seen: the page is cached.
+    sql(database, "UPDATE news_items SET doc = replace(doc, 'Report', 'Hidden')")
+    try:
+        assert body(await client.get(RSS_PAGE))["data"] == first["data"]
+        # A commit to another source leaves the rss page cached...
+        notify(database, "csv")
+        await asyncio.sleep(0.2)
+        assert body(await client.get(RSS_PAGE))["data"] == first["data"]
+        # ...and a commit to rss (the worker's write path) drops it.
+        await write_news(engine, "Cache test: Bitcoin rallies")
+        await wait_until(lambda: len(app.state.caches.responses) <= 1)
+        fresh = body(await client.get(RSS_PAGE))
+        assert fresh["data"][0]["title"] == "Cache test: Bitcoin rallies"
+        assert any("Hidden" in (i["description"] or "") for i in fresh["data"])
+        # The csv page was dropped by the csv notification, and is the same when read again.
+        assert ("/data", b"source_type=csv&page_size=5") not in app.state.caches.responses
+        again = body(await client.get("/data?source_type=csv&page_size=5"))
+        assert again["data"] == csv_page["data"]
+    finally:
+        sql(database, "UPDATE news_items SET doc = replace(doc, 'Hidden', 'Report')")
+        sql(database, "DELETE FROM news_items WHERE source_id LIKE 'cache-test-%%'")
+        notify(database, "rss")
+
+
+async def test_a_rolled_back_write_notifies_nobody(
+    live: tuple[Litestar, httpx.AsyncClient], database: TestDatabase
+) -> None:
+    app, client = live
+    await client.get(RSS_PAGE)
+    with psycopg.connect(database.admin_url) as conn:
+        conn.execute("SELECT pg_notify('cryptoetl_data', 'rss')")
+        conn.rollback()
+    await asyncio.sleep(0.2)
+    assert ("/data", b"source_type=rss&page_size=5") in app.state.caches.responses
+
+
+async def test_etag_304_and_request_ids_per_request(
+    live: tuple[Litestar, httpx.AsyncClient], database: TestDatabase
+) -> None:
+    _, client = live
+    answers = [await client.get(RSS_PAGE) for _ in range(5)]
+    etags = {r.headers["etag"] for r in answers}
+    assert len(etags) == 1  # the same state: one strong validator
+    ids = [body(r)["metadata"]["request_id"] for r in answers]
+    assert len(set(ids)) == 5
+    assert ids == [r.headers["x-request-id"] for r in answers]
+    assert all(r.headers["cache-control"] == "no-cache" for r in answers)
+    latencies = [body(r)["metadata"]["api_latency_ms"] for r in answers]
+    assert all(latency >= 0 for latency in latencies)
+    (etag,) = etags
+    again = await client.get(RSS_PAGE, headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert (await client.get(RSS_PAGE, headers={"If-None-Match": '"other"'})).status_code == 200
+    notify(database, "rss")
+    await asyncio.sleep(0.2)
+    # After a change the same validator is rechecked against freshly read data: still equal
+    # content (nothing really changed) gives the same ETag, hence a 304.
+    assert (await client.get(RSS_PAGE, headers={"If-None-Match": etag})).status_code == 304
+
+
+async def test_no_listener_no_cache_and_reconnecting_starts_empty(
+    database: TestDatabase, api_data: ApiData
+) -> None:
+    """The listener goes through a proxy we cut: while cut nothing is cached (a change made
+    meanwhile is seen at once), and the cache comes back by itself, empty."""
+    proxy = Proxy(server_address(database.admin_url))
+    await proxy.start()
+    env = database.env(API_DATABASE_URL=with_port(database.reader_url, proxy.port))
+    async with running_app(env) as (app, client):
+        caches = app.state.caches
+        await wait_until(lambda: caches.responses.live)
+        first = body(await client.get(RSS_PAGE))
+        await proxy.stop()
+        await wait_until(lambda: not caches.responses.live, timeout=15)
+        assert (await client.get(RSS_PAGE)).status_code == 503  # never the stale copy
+        await proxy.start()
+        sql(database, "UPDATE news_items SET doc = replace(doc, 'Report', 'Moved')")
+        try:
+            await wait_until(lambda: caches.responses.live, timeout=15)
+            fresh = body(await client.get(RSS_PAGE))
+            assert fresh["data"] != first["data"]
+            assert any("Moved" in (i["description"] or "") for i in fresh["data"])
+        finally:
+            sql(database, "UPDATE news_items SET doc = replace(doc, 'Moved', 'Report')")
+    await proxy.stop()
+
+
+async def test_a_locked_table_is_a_bounded_503_and_health_still_answers(
+    database: TestDatabase, api_data: ApiData
+) -> None:
+    env = database.env() | {"API_STATEMENT_TIMEOUT_MS": "1500", "API_LOCK_TIMEOUT_MS": "500"}
+    async with running_app(env) as (_, client):
+        with psycopg.connect(database.admin_url) as locker:
+            locker.execute("LOCK TABLE market_observations IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            response = await client.get("/data?until=2031-01-01T00:00:00Z")
+            elapsed = time.monotonic() - started
+            assert response.status_code == 503
+            assert body(response)["error"] == "database_busy"
+            assert elapsed < 3
+            health = await client.get("/health")
+            assert health.status_code == 200
+            assert body(health)["database_connected"] is True
+            locker.rollback()
+        assert (await client.get("/data?until=2031-01-01T00:00:00Z")).status_code == 200

@@ -21,11 +21,11 @@ from litestar.response import Redirect
 from cryptoetl.api import assets, data, health, metrics, prices, runs, stats, ui
 from cryptoetl.api.cache import response_cache, totals_cache
 from cryptoetl.api.deps import Database, provide_db
-from cryptoetl.api.listener import ChangeListener
-from cryptoetl.api.responses import Caches
 from cryptoetl.api.errors import exception_handlers
+from cryptoetl.api.listener import ChangeListener
 from cryptoetl.api.metrics import Registry
 from cryptoetl.api.requestid import RequestContext
+from cryptoetl.api.responses import Caches
 from cryptoetl.config import ConfigError, Settings, load_settings
 from cryptoetl.logs import configure_logging
 

@@ -423,12 +423,16 @@ def _render_documents(bind: Connection) -> None:
         for row in bind.execute(sa.text("SELECT id, slug, symbol, name FROM assets")).all()
     }
     series = bind.execute(
-        sa.text("SELECT id, venue, base, symbol, quote, interval, asset_id FROM market_series")
+        sa.text(
+            "SELECT id, source_type, venue, base, symbol, quote, interval, asset_id "
+            "FROM market_series"
+        )
     ).all()
     docs = [
         {
             "id": s.id,
             "doc": series_doc(
+                source_type=s.source_type,
                 series_id=s.id,
                 venue=s.venue,
                 base=s.base,

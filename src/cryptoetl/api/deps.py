@@ -4,6 +4,8 @@ Read-only twice over: the pool logs in with the reader role from ``API_DATABASE_
 grants only) *and* every session starts with ``default_transaction_read_only = on``, so even a
 mis-granted role cannot write through us.
 
+Planned once: sessions use ``plan_cache_mode = force_generic_plan`` (see ``Database``).
+
 Bounded in time: every session also starts with ``statement_timeout`` and ``lock_timeout``
 (``API_STATEMENT_TIMEOUT_MS``, ``API_LOCK_TIMEOUT_MS``), so a lock held by someone else or a
 plan gone wrong becomes a 503 in bounded time instead of a request (and a pooled connection)
@@ -59,6 +61,11 @@ class Database:
             "statement_timeout": str(statement_timeout_ms),
             "lock_timeout": str(lock_timeout_ms),
             "idle_in_transaction_session_timeout": str(max(statement_timeout_ms, 1000)),
+            # The API's statements have fixed shapes and bound values; planning one (partitions,
+            # a union, the total's subqueries) costs more than running it, and a custom plan
+            # would be made for every value of `until` a client sends. One generic plan per
+            # connection and statement (partitions are still pruned at run time).
+            "plan_cache_mode": "force_generic_plan",
         }
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()

@@ -1,15 +1,16 @@
 """The API representation of records, prepared when they are written.
 
-``/data`` answers by concatenating text, not by building JSON per request: the parts that are
-the same for every observation of a series (its kind, asset, symbol, series, quote; the asset's
-name as ``title``) are rendered once into ``market_series.doc``, and a news item, which never
-changes without being written again, is rendered whole into ``news_items.doc`` (its mentioned
-assets resolved then). The per-observation values are put around the series part in SQL
-(:mod:`cryptoetl.api.data.sql`). Everything is compact JSON from one encoder (msgspec), so
-every endpoint formats JSON the same way.
+``/data`` builds no JSON per request for what was known when a record was written: the
+members that are the same for every observation of a series (its source, kind, asset, symbol,
+series, quote; the asset's name as ``title``) are rendered once into ``market_series.doc``,
+and a news item, which never changes without being written again, is rendered whole into
+``news_items.doc`` (its mentioned assets resolved then). The API encodes only an observation's
+own values and appends its series' members (:mod:`cryptoetl.api.data.render`). Everything is
+compact JSON from one encoder (msgspec), so every endpoint formats JSON the same way, and both
+kinds have the same keys in the same order.
 
-Both fragments start after an item's ``"id"`` (which the database assigns): the caller renders
-``{"id":<id>,`` + fragment.
+Both fragments are an object's members without braces, after the item's ``"id"`` (which the
+database assigns) for news, after the observation's values for a series.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def _inner(pairs: dict[str, Any]) -> str:
 
 def series_doc(
     *,
+    source_type: str,
     series_id: int,
     venue: str,
     base: str,
@@ -61,6 +63,7 @@ def series_doc(
     """The members every observation of the series shares, in the item's key order."""
     return _inner(
         {
+            "source_type": source_type,
             "kind": "market",
             "title": asset.name,
             "description": None,
@@ -91,8 +94,11 @@ def iso_utc(value: datetime) -> str:
 def news_doc(
     record: NewsRecord, timestamp: datetime, mentioned: Sequence[AssetDoc], metadata: str
 ) -> str:
-    """A news item's members after ``"id"`` (``metadata``: its already encoded JSON)."""
-    members = _inner(
+    """A news item's members after ``"id"`` (``metadata``: its already encoded JSON), in the
+    order of an observation's: its own values, then what a series would share."""
+    head = _inner({"source_id": record.source_id, "source_timestamp": iso_utc(timestamp)})
+    nulls = ",".join(f'"{key}":null' for key in NEWS_NULLS)
+    tail = _inner(
         {
             "source_type": record.source_type,
             "kind": "news",
@@ -107,12 +113,9 @@ def news_doc(
             "mentioned_assets": list(mentioned),
             "series": None,
             "quote": None,
-            "source_id": record.source_id,
-            "source_timestamp": iso_utc(timestamp),
         }
     )
-    nulls = ",".join(f'"{key}":null' for key in NEWS_NULLS)
-    return f'{members},"metadata":{metadata},{nulls}}}'
+    return f'{head},"metadata":{metadata},{nulls},{tail}}}'
 
 
 # The market-only members of an item, null for news (same keys for both kinds).

@@ -36,7 +36,7 @@ JOIN market_series s ON s.source_type = k.source_type AND s.venue = k.venue
 
 
 _NEW_SERIES = """
-SELECT s.id, s.venue, s.base, s.symbol, s.quote, s.interval, s.asset_id, a.slug,
+SELECT s.id, s.source_type, s.venue, s.base, s.symbol, s.quote, s.interval, s.asset_id, a.slug,
     a.symbol AS asset_symbol, a.name
 FROM market_series s JOIN assets a ON a.id = s.asset_id
 WHERE s.id = ANY($1::int[]) AND s.doc = ''
@@ -86,6 +86,7 @@ class SeriesResolver:
         rows = await driver.fetch(_NEW_SERIES, series_ids)
         docs = [
             series_doc(
+                source_type=r["source_type"],
                 series_id=r["id"],
                 venue=r["venue"],
                 base=r["base"],

@@ -72,7 +72,8 @@ async def write_news(engine: AsyncEngine, title: str) -> None:
     run_id = uuid.uuid4()
     async with engine.begin() as conn:
         await conn.exec_driver_sql(
-            f"INSERT INTO runs (id, source_type, worker_id) VALUES ('{run_id}', 'rss', 'test')"
+            "INSERT INTO runs (id, source_type, worker_id, status) "
+            f"VALUES ('{run_id}', 'rss', 'cache-test', 'success')"
         )
         resolver = AssetResolver()
         await resolver.ensure_seed(conn)
@@ -116,6 +117,7 @@ async def test_a_commit_invalidates_what_it_changed_and_nothing_else(
     finally:
         sql(database, "UPDATE news_items SET doc = replace(doc, 'Hidden', 'Report')")
         sql(database, "DELETE FROM news_items WHERE source_id LIKE 'cache-test-%%'")
+        sql(database, "DELETE FROM runs WHERE worker_id = 'cache-test'")
         notify(database, "rss")
 
 

@@ -22,8 +22,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from cryptoetl.api.data import render
 from cryptoetl.api.data.filters import bind, shape_of, values_of
-from cryptoetl.api.data.page import page_statement
+from cryptoetl.api.data.page import page_statement, total_statement
 from cryptoetl.api.data.query import (
     KINDS,
     MAX_PAGE_SIZE,
@@ -39,9 +40,12 @@ from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, ErrorBody, P
 
 
 class PageResult(NamedTuple):
-    items: list[str]
+    items: bytes
     total: Total
     next_after: tuple[datetime, int] | None
+
+
+TOTAL = render.INTERVAL + 1  # the total's column, after those render.py reads
 
 
 async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResult:
@@ -50,22 +54,24 @@ async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResu
     mode = total_mode(query, known)
     token = caches.totals.token(tags)
     shape = shape_of(query, mode)
-    statement = page_statement(shape)
     values = values_of(query)
+    statement = page_statement(shape)
     async with db.connection() as conn:
-        items, stamps, ids, computed = await conn.fetchrow(statement.sql, *bind(statement, values))
+        rows = await conn.fetch(statement.sql, *bind(statement, values))
+        computed = rows[0][TOTAL] if rows else None
+        if not rows and mode != "none":
+            only_total = total_statement(shape)
+            computed = await conn.fetchval(only_total.sql, *bind(only_total, values))
         if mode == "none" and known is None:  # search or category: ask the planner, once
             known = Total(await planner_estimate(conn, shape, values), True)
             caches.totals.put(key, known, tags, token)
-    fetched = len(items or ())
-    total = settle(query, fetched, computed, known, mode)
+    total = settle(query, len(rows), computed, known, mode)
     if not total.is_estimate:
         caches.totals.put(key, total, tags, token)
-    last = query.page_size - 1
-    has_more = fetched > query.page_size
-    return PageResult(
-        (items or [])[: query.page_size], total, (stamps[last], ids[last]) if has_more else None
-    )
+    page = rows[: query.page_size]
+    has_more = len(rows) > query.page_size
+    last = (page[-1][render.TS], page[-1][render.ID]) if has_more else None
+    return PageResult(render.items(page), total, last)
 
 
 async def render_page(db: Database, caches: Caches, query: DataQuery) -> bytes:
@@ -88,8 +94,7 @@ async def render_page(db: Database, caches: Caches, query: DataQuery) -> bytes:
         pagination=pagination,
         filters_applied=query.filters_applied(),
     )
-    data = msgspec.Raw(("[" + ",".join(result.items) + "]").encode())
-    return _encoder.encode(DataEnvelope(data=data, metadata=meta))
+    return _encoder.encode(DataEnvelope(data=msgspec.Raw(result.items), metadata=meta))
 
 
 _encoder = msgspec.json.Encoder()

@@ -3,13 +3,13 @@
 ``market_observations`` (partitioned by source: a ``source_type`` filter prunes partitions) and
 ``news_items`` are each read newest first on their ``(source_timestamp DESC, id DESC)`` index,
 so any cursor depth costs what the first page costs; the page (``page_size + 1`` rows, the extra
-one meaning "more") is the merge of both. Only then are its rows rendered: a news item is its
-stored document (:func:`cryptoetl.pipeline.documents.news_doc`), an observation is its series'
-stored document with the observation's values put around it. No JSON is built per request, no
-window function runs, and no asset is looked up: they were all resolved when written.
+one meaning "more") is the merge of both, joined to its series for their stored documents
+(:mod:`cryptoetl.pipeline.documents`). No JSON is built in SQL, no window function runs, and no
+asset is looked up: they were resolved when written; the API appends the values
+(:mod:`cryptoetl.api.data.render`).
 
-The statement answers one row: the rendered items, their keys (for ``next_cursor``) and, per
-the shape's total mode, the exact total from the kept counts or the time-window estimate.
+Each row carries, per the shape's total mode, the exact total from the kept counts or the
+time-window estimate (computed once); a page without rows asks for it alone.
 """
 
 from __future__ import annotations
@@ -33,45 +33,18 @@ def iso_utc(column: str) -> str:
     return f"(to_json({column} AT TIME ZONE 'UTC') #>> '{{}}') || 'Z'"
 
 
-# Both kinds share one row shape, so they merge in one ordered list.
+# Both kinds share one row shape, so they merge in one ordered list (columns as in render.py).
 _MARKET_ROW = (
-    "o.source_timestamp, o.id, o.series_id, o.price, o.open, o.high, o.low, o.volume_base, "
+    "o.id, o.source_timestamp, o.series_id, o.price, o.open, o.high, o.low, o.volume_base, "
     "o.volume_quote, o.market_cap, o.change_pct, o.rank, o.metadata::text AS metadata, "
     "NULL::text AS doc"
 )
 _NEWS_ROW = (
-    "n.source_timestamp, n.id, NULL::int AS series_id, NULL::float8 AS price, "
+    "n.id, n.source_timestamp, NULL::int AS series_id, NULL::float8 AS price, "
     "NULL::float8 AS open, NULL::float8 AS high, NULL::float8 AS low, "
     "NULL::float8 AS volume_base, NULL::float8 AS volume_quote, NULL::float8 AS market_cap, "
     "NULL::float8 AS change_pct, NULL::int AS rank, NULL::text AS metadata, n.doc"
 )
-
-
-def _number(column: str) -> str:
-    return f"coalesce(({column})::text, 'null')"
-
-
-# Legacy USD columns hold only what really is USD (and 24 h): see README, "Units".
-_USD = "s.quote = 'USD'"
-_DAILY = "s.interval IN ('snapshot', '1d')"
-# The members after the series' document, in the order news_doc writes them.
-_OBSERVATION_DOC = f"""concat('{{"id":', q.id, ',"source_type":"', s.source_type, '",', s.doc,
-    ',"source_id":"', s.key, '@', {iso_utc("q.source_timestamp")},
-    '","source_timestamp":"', {iso_utc("q.source_timestamp")},
-    '","metadata":', coalesce(q.metadata, '{{}}'),
-    ',"rank":', {_number("q.rank")}, ',"price":', v.price, ',"open":', {_number("q.open")},
-    ',"high":', {_number("q.high")}, ',"low":', {_number("q.low")},
-    ',"volume_base":', {_number("q.volume_base")}, ',"volume_quote":', v.volume_quote,
-    ',"market_cap":', v.market_cap, ',"change_pct":', v.change_pct,
-    ',"value":', v.usd_price, ',"price_usd":', v.usd_price,
-    ',"market_cap_usd":', CASE WHEN {_USD} THEN v.market_cap ELSE 'null' END,
-    ',"volume_24h_usd":', CASE WHEN {_USD} AND {_DAILY} THEN v.volume_quote ELSE 'null' END,
-    ',"change_24h_pct":', CASE WHEN {_DAILY} THEN v.change_pct ELSE 'null' END, '}}')"""
-# Values used twice are rendered once.
-_VALUES = f"""LATERAL (SELECT {_number("q.price")} AS price,
-    CASE WHEN {_USD} THEN {_number("q.price")} ELSE 'null' END AS usd_price,
-    {_number("q.volume_quote")} AS volume_quote, {_number("q.market_cap")} AS market_cap,
-    {_number("q.change_pct")} AS change_pct) v"""
 
 
 def _side(select: str, table: str, conds: list[str], p: Params, shape: Shape) -> str:
@@ -129,7 +102,8 @@ def window_estimate(shape: Shape, p: Params) -> str:
 
 @lru_cache(maxsize=512)
 def page_statement(shape: Shape) -> Statement:
-    """``(items text[], keys (timestamp, id) of every row read, total)`` in one row."""
+    """The page's rows (see :mod:`cryptoetl.api.data.render` for their columns), each with the
+    total the shape asks for (computed once: an uncorrelated subquery)."""
     p = Params()
     sides = []
     if shape.market:
@@ -141,20 +115,25 @@ def page_statement(shape: Shape) -> Statement:
     limit = p("limit", "int")
     offset = f" OFFSET {p('offset', 'bigint')}" if shape.offset else ""
     rows = " UNION ALL ".join(sides) or f"(SELECT {_MARKET_ROW} FROM market_observations o LIMIT 0)"
-    total = {"exact": exact_total, "window": window_estimate}.get(shape.total)
-    order = "q.source_timestamp DESC, q.id DESC"
-    sql = f"""SELECT
-    array_agg(CASE WHEN q.doc IS NOT NULL THEN concat('{{"id":', q.id, ',', q.doc)
-        ELSE {_OBSERVATION_DOC} END ORDER BY {order}),
-    array_agg(q.source_timestamp ORDER BY {order}),
-    array_agg(q.id ORDER BY {order}),
-    {total(shape, p) if total else "NULL::bigint"}
+    sql = f"""SELECT q.*, s.doc, s.key, s.quote, s.interval, {total_sql(shape, p)}
 FROM (
     SELECT * FROM ({rows}) u ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset}
 ) q
 LEFT JOIN market_series s ON s.id = q.series_id
-LEFT JOIN {_VALUES} ON TRUE"""
+ORDER BY q.source_timestamp DESC, q.id DESC"""
     return Statement(sql, tuple(p.names))
+
+
+def total_sql(shape: Shape, p: Params) -> str:
+    total = {"exact": exact_total, "window": window_estimate}.get(shape.total)
+    return total(shape, p) if total else "NULL::bigint"
+
+
+@lru_cache(maxsize=512)
+def total_statement(shape: Shape) -> Statement:
+    """The total alone, for a page without rows (which carry it otherwise)."""
+    p = Params()
+    return Statement(f"SELECT {total_sql(shape, p)}", tuple(p.names))
 
 
 @lru_cache(maxsize=512)

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 import psycopg
 from common import (
@@ -45,6 +47,7 @@ from common import (
 )
 from ingest_bench import generate_csv
 
+from cryptoetl.api.data import render
 from cryptoetl.api.data.filters import bind, shape_of, values_of
 from cryptoetl.api.data.page import page_statement
 from cryptoetl.api.data.query import encode_cursor, parse_query
@@ -131,32 +134,33 @@ def ensure_reader(admin: str) -> str:
     return with_database(admin, BENCH_DB, user=READER_LOGIN)
 
 
-def prerender(url: str) -> int:
+async def prerender(url: str) -> int:
     """``bench_prerendered``: every item exactly as the API renders it, walked by keyset."""
     query = parse_query({"page_size": ["1000"]})
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_prerendered")
-        conn.execute(PRERENDERED)
+    docs = render.SeriesDocs()
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS bench_prerendered")
+        await conn.execute(PRERENDERED)
         total = 0
         while True:
             statement = page_statement(shape_of(query, "none"))
-            sql = re.sub(r"\$(\d+)", r"%(p\1)s", statement.sql)
-            values = bind(statement, values_of(query))
-            items, stamps, ids, _ = conn.execute(
-                sql, {f"p{i}": v for i, v in enumerate(values, 1)}
-            ).fetchone()
-            if not items:
+            rows = await conn.fetch(statement.sql, *bind(statement, values_of(query)))
+            if not rows:
                 break
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO bench_prerendered VALUES (%s, %s, %s)",
-                    list(zip(stamps, ids, items, strict=True)),
-                )
-            total += len(items)
-            cursor = encode_cursor(stamps[-1], ids[-1], query.fingerprint())
+            await docs.load(conn, rows)
+            await conn.copy_records_to_table(
+                "bench_prerendered",
+                records=[(r[render.TS], r[render.ID], render.item(r, docs).decode()) for r in rows],
+            )
+            total += len(rows)
+            last = rows[-1]
+            cursor = encode_cursor(last[render.TS], last[render.ID], query.fingerprint())
             query = parse_query({"page_size": ["1000"], "cursor": [cursor]})
-        conn.execute("CREATE INDEX ON bench_prerendered (ts DESC, id DESC)")
-        conn.execute("VACUUM ANALYZE bench_prerendered")
+        await conn.execute("CREATE INDEX ON bench_prerendered (ts DESC, id DESC)")
+        await conn.execute("VACUUM ANALYZE bench_prerendered")
+    finally:
+        await conn.close()
     return total
 
 
@@ -269,7 +273,7 @@ def run(args: argparse.Namespace) -> None:
         url = create_database(admin, BENCH_DB)
         fill(url, args.rows, workdir)
     reader = ensure_reader(admin)
-    print(f"pre-rendered items: {prerender(url):,}", flush=True)
+    print(f"pre-rendered items: {asyncio.run(prerender(url)):,}", flush=True)
     newest, hours = history_span(url)
     api_port, static_port = free_port(), free_port()
     api_env = {**os.environ, "API_DATABASE_URL": reader, "LOG_LEVEL": "WARNING"}

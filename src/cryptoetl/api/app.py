@@ -20,6 +20,7 @@ from litestar.response import Redirect
 
 from cryptoetl.api import assets, data, health, metrics, prices, runs, stats, ui
 from cryptoetl.api.cache import response_cache, totals_cache
+from cryptoetl.api.data.render import SeriesDocs
 from cryptoetl.api.deps import Database, provide_db
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.listener import ChangeListener
@@ -50,12 +51,6 @@ def _provide_registry(state: State) -> Registry:
     return registry
 
 
-def _provide_caches(state: State) -> Caches:
-    caches = state.caches
-    assert isinstance(caches, Caches)
-    return caches
-
-
 def create_app(settings: Settings) -> Litestar:
     """Build the API for ``settings`` (reads ``API_DATABASE_URL``, falling back to
     ``DATABASE_URL``). Connections are opened lazily, on the first request that needs one."""
@@ -65,7 +60,7 @@ def create_app(settings: Settings) -> Litestar:
         lock_timeout_ms=settings.api_lock_timeout_ms,
     )
     registry = Registry()
-    caches = Caches(responses=response_cache(), totals=totals_cache())
+    caches = Caches(responses=response_cache(), totals=totals_cache(), series_docs=SeriesDocs())
     listener = ChangeListener(
         settings.require_api_database_url(), [caches.responses, caches.totals]
     )
@@ -94,7 +89,6 @@ def create_app(settings: Settings) -> Litestar:
             "db": Provide(provide_db, sync_to_thread=False, use_cache=True),
             "settings": Provide(_provide_settings, sync_to_thread=False, use_cache=True),
             "registry": Provide(_provide_registry, sync_to_thread=False, use_cache=True),
-            "caches": Provide(_provide_caches, sync_to_thread=False, use_cache=True),
         },
         exception_handlers=exception_handlers(),
         on_startup=[listener.start],

@@ -11,10 +11,12 @@ Bounded in time: every session also starts with ``statement_timeout`` and ``lock
 plan gone wrong becomes a 503 in bounded time instead of a request (and a pooled connection)
 hanging for as long as the lock; getting a connection is bounded by :data:`ACQUIRE_TIMEOUT_S`.
 
-The pool is asyncpg's own: connections are reset when released (``RESET ALL`` keeps the
-session settings above: they are the session's defaults), closed after
-:data:`MAX_INACTIVE_S` idle, and all expired at once when one of them finds the database gone
-(they most likely share its fate), so the API recovers by itself once the database is back.
+The pool is asyncpg's own: connections are closed after :data:`MAX_INACTIVE_S` idle, and all
+expired at once when one of them finds the database gone (they most likely share its fate), so
+the API recovers by itself once the database is back. Reset on release is :func:`_reset`: the
+API's handlers only run read-only statements and never change session state (no SET, LISTEN,
+advisory lock or cursor), so asyncpg's default reset (``UNLISTEN *; RESET ALL; ...``, one more
+round trip for every request) is replaced by ending a transaction a failed handler left open.
 Statements are prepared once per connection and cached by asyncpg; each runs in autocommit,
 its own read-only transaction, with no BEGIN/COMMIT round trips.
 """
@@ -82,6 +84,7 @@ class Database:
                         max_inactive_connection_lifetime=MAX_INACTIVE_S,
                         timeout=CONNECT_TIMEOUT_S,
                         server_settings=self._settings,
+                        reset=_reset,
                     )
         return self._pool
 
@@ -117,6 +120,11 @@ class Database:
                 await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
             except (TimeoutError, OSError, asyncpg.PostgresError):
                 pool.terminate()
+
+
+async def _reset(conn: Any) -> None:
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 async def _release(pool: asyncpg.Pool, conn: Any) -> None:

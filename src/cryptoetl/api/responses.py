@@ -25,6 +25,7 @@ from cryptoetl.api.cache import (
     Cached,
     TaggedCache,
 )
+from cryptoetl.api.data.render import SeriesDocs
 from cryptoetl.api.errors import JSON, latency_ms, request_id_of
 from cryptoetl.api.schemas import Meta
 
@@ -34,10 +35,17 @@ Render = Callable[[], Awaitable[bytes]]
 
 @dataclass(frozen=True, slots=True)
 class Caches:
-    """The process's caches, emptied together by the change listener."""
+    """The process's caches; the tagged ones are emptied by the change listener."""
 
     responses: TaggedCache[Cached]
     totals: TaggedCache[Any]
+    series_docs: SeriesDocs  # immutable once written: never invalidated
+
+
+def caches_of(request: Request[Any, Any, Any]) -> Caches:
+    caches = request.app.state.caches
+    assert isinstance(caches, Caches)
+    return caches
 
 
 def placeholder_meta() -> Meta:

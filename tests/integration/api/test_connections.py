@@ -46,11 +46,16 @@ async def test_cancelled_request_leaves_the_api_usable(client: Client, api_data:
 
 async def test_api_sessions_carry_their_timeouts(api_app: Any, api_data: ApiData) -> None:
     db = api_app.state.db
-    async with db.connection() as conn:
-        assert await conn.fetchval("SHOW statement_timeout") == "5s"
-        assert await conn.fetchval("SHOW lock_timeout") == "2s"
-        assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
-        await conn.execute("SET statement_timeout = 0")  # a handler's change...
     for _ in range(deps.POOL_SIZE + 1):
-        async with db.connection() as conn:  # ...is reset when the connection goes back
+        async with db.connection() as conn:
             assert await conn.fetchval("SHOW statement_timeout") == "5s"
+            assert await conn.fetchval("SHOW lock_timeout") == "2s"
+            assert await conn.fetchval("SHOW default_transaction_read_only") == "on"
+
+
+async def test_a_transaction_left_open_is_ended_on_release(api_app: Any, api_data: ApiData) -> None:
+    db = api_app.state.db
+    for _ in range(deps.POOL_SIZE + 1):
+        async with db.connection() as conn:
+            assert not conn.is_in_transaction()
+            await conn.execute("BEGIN")

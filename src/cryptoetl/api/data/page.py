@@ -3,10 +3,10 @@
 ``market_observations`` (partitioned by source: a ``source_type`` filter prunes partitions) and
 ``news_items`` are each read newest first on their ``(source_timestamp DESC, id DESC)`` index,
 so any cursor depth costs what the first page costs; the page (``page_size + 1`` rows, the extra
-one meaning "more") is the merge of both, joined to its series for their stored documents
-(:mod:`cryptoetl.pipeline.documents`). No JSON is built in SQL, no window function runs, and no
-asset is looked up: they were resolved when written; the API appends the values
-(:mod:`cryptoetl.api.data.render`).
+one meaning "more") is the merge of both. No JSON is built in SQL, no window function runs, and
+no asset is looked up: news items carry their stored documents, and an observation's series
+document (:mod:`cryptoetl.pipeline.documents`), which never changes once written, is kept by
+the API process (:mod:`cryptoetl.api.data.render`), which appends it to the values.
 
 Each row carries, per the shape's total mode, the exact total from the kept counts or the
 time-window estimate (computed once); a page without rows asks for it alone.
@@ -115,12 +115,8 @@ def page_statement(shape: Shape) -> Statement:
     limit = p("limit", "int")
     offset = f" OFFSET {p('offset', 'bigint')}" if shape.offset else ""
     rows = " UNION ALL ".join(sides) or f"(SELECT {_MARKET_ROW} FROM market_observations o LIMIT 0)"
-    sql = f"""SELECT q.*, s.doc, s.key, s.quote, s.interval, {total_sql(shape, p)}
-FROM (
-    SELECT * FROM ({rows}) u ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset}
-) q
-LEFT JOIN market_series s ON s.id = q.series_id
-ORDER BY q.source_timestamp DESC, q.id DESC"""
+    sql = f"""SELECT q.*, {total_sql(shape, p)}
+FROM ({rows}) q ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset}"""
     return Statement(sql, tuple(p.names))
 
 
@@ -134,6 +130,9 @@ def total_statement(shape: Shape) -> Statement:
     """The total alone, for a page without rows (which carry it otherwise)."""
     p = Params()
     return Statement(f"SELECT {total_sql(shape, p)}", tuple(p.names))
+
+
+SERIES_DOCS = "SELECT id, doc, key, quote, interval FROM market_series WHERE id = ANY($1::int[])"
 
 
 @lru_cache(maxsize=512)

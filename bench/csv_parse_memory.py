@@ -42,7 +42,7 @@ def generate(path: str, rows: int) -> None:
 def measure(path: str) -> None:
     """Child process: parse the file, print one result line."""
     from cryptoetl.config import Settings
-    from cryptoetl.sources.csv_files import CsvSource
+    from cryptoetl.sources.csv import CsvSource
 
     before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     settings = Settings(database_url=None, api_database_url=None, csv_paths=(path,))

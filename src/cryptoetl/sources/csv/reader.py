@@ -147,8 +147,10 @@ class FileReader:
         self.hasher, self.hashed = hashlib.sha256(), 0
 
     def _take_warnings(self) -> list[str]:
-        warnings, self.warnings = self.warnings, []
-        return [f"csv: {self.path}: {w}" for w in warnings]
+        # Emptied in place: the resolver and the date parser keep appending to this list.
+        taken = [f"csv: {self.path}: {w}" for w in self.warnings]
+        self.warnings.clear()
+        return taken
 
     def file_reject(self, reason: str) -> Batch:
         """The whole file is unusable: record it (and skip it until it changes)."""

@@ -161,3 +161,12 @@ async def test_records_are_lean(tmp_path: Path) -> None:
     assert {r.metadata is None for r in recs} == {True}
     assert len({id(r.series_info) for r in recs}) == 1  # one shared dict per series
     assert {r.coin_id for r in recs} == {None}
+
+
+async def test_what_a_later_batch_learns_is_still_said(tmp_path: Path) -> None:
+    body = "".join(f"2021-01-{d:02d},BTC/USD,{d}\n" for d in range(1, 21))
+    body += "2021-01-21,ETH,5\n"  # a new series in the last batch, with no known quote
+    batches = await run(source(write(tmp_path / "x.csv", "Date,Symbol,Close\n" + body)), None, 7)
+    (late,) = [b for b in batches if any(r.symbol == "ETH" for r in b.records)]
+    assert late is not batches[0]
+    assert any("quote currency of the prices is unknown" in w for w in late.warnings)

@@ -32,11 +32,12 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import msgspec
 
-from cryptoetl.sources.csv.layout import detect_layout, norm_header
+from cryptoetl.sources.base import SourceError
+from cryptoetl.sources.csv.layout import CsvLayout, VolumeUnit, detect_layout, norm_header
 from cryptoetl.sources.csv.symbols import facts_from_file_name, split_pair
 
 SAMPLE_ROWS: Final = 1000  # data rows whose timestamps decide a file's interval
@@ -47,8 +48,6 @@ _UNITS: Final = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1
 _UNIT_SECONDS: Final = {**dict(_UNITS), "H": 3_600, "D": 86_400, "W": 604_800}
 _INTERVAL_WORDS: Final = {"minute": "1m", "hourly": "1h", "daily": "1d", "weekly": "1w"}
 _INTERVAL_RE: Final = re.compile(r"([1-9][0-9]{0,5})([smhdwHDW])")
-
-VolumeUnit = Literal["base", "quote"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,25 +259,29 @@ def legacy_series(
     symbol: str,
     old_metadata: Mapping[str, Any],
     declared: Declared | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    volume_unit: VolumeUnit | None = None,
 ) -> SeriesGuess:
     """The series the new source derives for a row the old code ingested from ``file_name``.
 
     ``header`` is the file's header (from the raw payload), ``symbol`` the old row's symbol and
     ``old_metadata`` its metadata (``symbol_raw``/``quote`` when the old code split a pair).
-    ``declared`` holds the file's venue/quote/interval from today's CSV_COLUMN_MAP, if any.
-    A banner venue cannot be seen here (the old code did not keep banners): such files get the
-    venue from their name or layout, as a file without banner would.
+    ``declared``, ``columns`` and ``volume_unit`` are the file's venue/quote/interval, column
+    mapping and volume unit from today's CSV_COLUMN_MAP, if any (``FileOptions.declared``,
+    ``.columns``, ``.volume_unit``). A banner venue cannot be seen here (the old code did not
+    keep banners): such files get the venue from their name or layout, as without a banner.
     """
     declared = declared or Declared()
-    layout = detect_layout(header, file_name, tolerate_no_symbol=True) if header else None
-    named = facts_from_file_name(file_name)
+    layout = _layout_or_none(header, file_name, columns, volume_unit)
     base, pair_quote = split_pair(symbol.upper())
     if old_metadata.get("quote"):
         pair_quote = str(old_metadata["quote"])
     how_quote = "symbol pair"
+    if layout is not None and layout.symbol < 0 and layout.name < 0:
+        base = layout.default_symbol or base  # the coin of the file (its name, or declared)
     if layout is not None and layout.quote_codes:  # CoinMarketCap: "2781" was the convert id
         pair_quote, how_quote = layout.quote_codes.get(symbol), "quote column"
-        base = named.base or symbol
     facts, _ = decide_series(
         file_name=file_name,
         declared=declared,
@@ -292,11 +295,11 @@ def legacy_series(
     quote = facts.quote
     if pair_quote and not declared.quote:
         quote, info["quote"] = pair_quote, how_quote
-    volume_unit: VolumeUnit | None = None
+    unit: VolumeUnit | None = None
     reread = False
     if header and layout is not None:
         old_volume = _old_column(header, _OLD_VOLUME)
-        volume_unit = layout.unit_of_volume(old_volume, base, quote) if old_volume >= 0 else None
+        unit = layout.unit_of_volume(old_volume, base, quote) if old_volume >= 0 else None
         old_unix = _old_column(header, _OLD_UNIX)
         reread = (old_unix if old_unix >= 0 else _old_column(header, _OLD_DATE)) != layout.date
     return SeriesGuess(
@@ -304,7 +307,23 @@ def legacy_series(
         quote=quote,
         interval=None,
         info=info,
-        volume_unit=volume_unit,
+        volume_unit=unit,
         symbol=base,
         reread=reread,
     )
+
+
+def _layout_or_none(
+    header: Sequence[str] | None,
+    file_name: str,
+    columns: Mapping[str, str] | None,
+    volume_unit: VolumeUnit | None,
+) -> CsvLayout | None:
+    if not header:
+        return None
+    try:
+        return detect_layout(
+            header, file_name, columns=columns, volume_unit=volume_unit, tolerate_no_symbol=True
+        )
+    except SourceError:  # the old code could not read it either (or the mapping changed)
+        return None

@@ -335,3 +335,24 @@ async def test_legacy_series_agrees_with_a_read_of_each_fixture(fixtures_dir: Pa
                 record.symbol,
                 record.quote,
             ), path.name
+
+
+def test_legacy_series_with_todays_column_map() -> None:
+    header = ["Day", "Kurs", "Volume"]
+    guess = legacy_series(
+        "feed.csv",
+        header,
+        "SOL",
+        {"symbol_from": "CSV_COLUMN_MAP"},
+        Declared(quote="EUR"),
+        columns={"date": "Day", "price": "Kurs"},
+        volume_unit="base",
+    )
+    assert (guess.venue, guess.symbol, guess.quote, guess.volume_unit) == (
+        "file:feed",
+        "SOL",
+        "EUR",
+        "base",
+    )
+    # A header the new source cannot read at all: only the file name speaks.
+    assert legacy_series("btc_usd.csv", ["foo", "bar"], "BTC", {}).venue == "file:btc_usd"

@@ -1,10 +1,10 @@
 """Rows -> market records: each row's series (cached per symbol cell) and its values.
 
 Per row: the timestamp (the date column, else the text fallback of a unix column), the series
-(symbol/name/quote cells -> a template record, cached), the numbers (``float`` first; the
-careful parser of :mod:`.numbers` only for cells that need it), a few checks, one
-``msgspec.structs.replace`` of the template. Everything that depends only on the file is
-bound once in :func:`make_row_parser`.
+(symbol/name/quote cells -> a template record, cached), the numbers (all value cells in one
+msgspec JSON decode; the careful parser of :mod:`.numbers` only for rows that need it), a few
+checks, one ``msgspec.structs.replace`` of the template. Everything that depends only on the
+file is bound once in :func:`make_row_parser`.
 
 A row is rejected when its date or a number does not parse, it has no price and no other
 value, its price is 0 or below (exports such as blockchain.info write 0 for days before any
@@ -30,6 +30,10 @@ from cryptoetl.sources.csv.series import SeriesFacts
 from cryptoetl.sources.csv.stream import echo
 from cryptoetl.sources.csv.symbols import coin_for_name, split_pair
 
+SERIES_CACHE_SIZE: Final = 4096
+_PLACEHOLDER_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_CODE_RE: Final = re.compile(r"[A-Z0-9]{2,10}")
+
 RowParser = Callable[[list[str]], MarketRecord]
 Numbers = tuple[
     float | None, float | None, float | None, float | None,
@@ -38,6 +42,10 @@ Numbers = tuple[
 # The value columns of a row, in this order (-1: absent).
 NUMBER_FIELDS: Final = ("price", "market_cap", "open", "high", "low", "change", "volume_base",
                         "volume_quote")  # fmt: skip
+
+
+class RowRejected(ValueError):
+    """A row that cannot become a record; the message is the reason."""
 
 
 class RowSeries(NamedTuple):
@@ -61,24 +69,18 @@ def number_reader(columns: Sequence[int]) -> tuple[Callable[[list[str]], object]
     return (lambda row: (getter(row),)) if len(present) == 1 else getter, array
 
 
-SERIES_CACHE_SIZE: Final = 4096
-
-
-class RowRejected(ValueError):
-    """A row that cannot become a record; the message is the reason."""
-
-
-_PLACEHOLDER_TIME: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_CODE_RE: Final = re.compile(r"[A-Z0-9]{2,10}")
+def key_fields(layout: CsvLayout) -> tuple[tuple[str, int], ...]:
+    """(field, column) of the cells that decide a row's series (none: one for the file)."""
+    pairs = (("symbol", layout.symbol), ("name", layout.name), ("quote", layout.quote))
+    return tuple(pair for pair in pairs if pair[1] >= 0)
 
 
 def key_columns(layout: CsvLayout) -> tuple[int, ...]:
-    """The columns whose cells decide a row's series (none: one series for the whole file)."""
-    return tuple(c for c in (layout.symbol, layout.name, layout.quote) if c >= 0)
+    return tuple(column for _, column in key_fields(layout))
 
 
 class SeriesResolver:
-    """Symbol/name/quote cells -> :data:`RowSeries`, or the reason to reject the row.
+    """Symbol/name/quote cells -> :class:`RowSeries` (RowRejected when they name no coin).
 
     ``key_columns`` are the cells that decide a row's series (none: one series per file).
     ``warnings`` receives, once per file, what could not be known (a quote, a volume unit).
@@ -109,16 +111,12 @@ class SeriesResolver:
         cells: tuple[str, ...] = (
             (key,) if isinstance(key, str) else key if isinstance(key, tuple) else ()
         )
-        series = self._resolve(dict(zip(self._key_fields(), cells, strict=True)))
+        fields = (field for field, _ in key_fields(self.layout))
+        series = self._resolve(dict(zip(fields, cells, strict=True)))
         if len(self.cache) >= SERIES_CACHE_SIZE:
             self.cache.clear()
         self.cache[key] = series
         return series
-
-    def _key_fields(self) -> tuple[str, ...]:
-        layout = self.layout
-        pairs = (("symbol", layout.symbol), ("name", layout.name), ("quote", layout.quote))
-        return tuple(field for field, column in pairs if column >= 0)
 
     def _resolve(self, cells: dict[str, str]) -> RowSeries:
         layout = self.layout
@@ -152,7 +150,6 @@ class SeriesResolver:
             name=name or None,
             series_info=info,
         )
-        layout = self.layout
         columns = (layout.price, layout.market_cap, layout.open, layout.high, layout.low,
                    layout.change, *self._volume_columns(base, quote))  # fmt: skip
         return RowSeries(template, *number_reader(columns), columns)
@@ -195,8 +192,8 @@ class SeriesResolver:
 
     def _volume_columns(self, base: str, quote: str | None) -> tuple[int, int]:
         layout = self.layout
-        candidates = [c for c, _ in layout.volumes]
-        candidates += [c for c in (layout.volume_base, layout.volume_quote) if c >= 0]
+        explicit = [c for c in (layout.volume_base, layout.volume_quote) if c >= 0]
+        candidates = explicit + [c for c, _ in layout.volumes]
         found: dict[str, int] = {}
         for column in candidates:
             unit = layout.unit_of_volume(column, base, quote)

@@ -13,11 +13,7 @@ Trailing line rule: a last line without a newline IS processed at end of file (m
 end that way), but ``offset`` only ever moves past newline-terminated lines; if the file grows,
 that line is read again, now complete, and its row upserts onto the same identity.
 
-A broken record never swallows good rows: when csv.reader fails, or a quoted field spans more
-than ``CSV_MAX_RECORD_LINES`` lines (or more than ``CSV_MAX_LINE_BYTES`` bytes, csv's field
-size limit), the record's first line is rejected and reading restarts on the next line, with
-the lines the record had swallowed checked one by one (a line that leaves a quote open there
-is rejected by itself): every line is parsed at most twice.
+Records that are not plain rows (blank, too wide, broken quotes): :mod:`.recovery`.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Final, NamedTuple
+from typing import TYPE_CHECKING, Final
 
 from cryptoetl.sources.base import Batch, RawPayload, Record, Reject, SourceError
 from cryptoetl.sources.csv.checkpoint import (
@@ -48,21 +44,23 @@ from cryptoetl.sources.csv.prepass import (
     sample_rows,
     tolerant,
 )
-from cryptoetl.sources.csv.rows import RowParser, RowRejected, SeriesResolver, make_row_parser
-from cryptoetl.sources.csv.stream import (
-    Limits,
-    LineFeed,
-    echo,
-    echo_cells,
-    read_line_at,
-    sniff_delimiter,
+from cryptoetl.sources.csv.recovery import (
+    BLANK,
+    Broken,
+    Rejected,
+    csv_error_reason,
+    odd_record,
+    recover,
 )
+from cryptoetl.sources.csv.rows import RowParser, RowRejected, SeriesResolver, make_row_parser
+from cryptoetl.sources.csv.stream import Limits, LineFeed, echo, echo_cells, sniff_delimiter
 
 if TYPE_CHECKING:
     from _csv import Reader as CsvReader
 
 SNIFF_BYTES: Final = 65536  # bytes read to check the encoding and find the delimiter
 BATCH_BYTES: Final = 16 << 20
+_timestamp_of = attrgetter("source_timestamp")  # of our records, all MarketRecords
 # What a resumed read takes over from the checkpoint (the rest is measured again).
 _CARRIED: Final = ("header", "delimiter", "date_order", "date_order_from", "dm_evidence",
                    "date_sep", "last_timestamp", "series")  # fmt: skip
@@ -257,7 +255,7 @@ class FileReader:
         byte_cap = feed.read_to + BATCH_BYTES
         line = reader.line_num  # feed lines taken up to the last handled record
         first_line = 0
-        odd: _Rejected | _Broken | None
+        odd: Rejected | Broken | None
         while True:
             # Checked before the next row is taken: the feed's position is still the end of
             # the last handled record, which is where the checkpoint goes.
@@ -272,13 +270,22 @@ class FileReader:
                 odd = (
                     None
                     if line - start == 1 and len(row) == width
-                    else self._odd(row, feed, base_line + start + 1, line, line - start)
+                    else odd_record(
+                        row,
+                        feed,
+                        number=base_line + start + 1,
+                        taken=line,
+                        span=line - start,
+                        needed=self.layout.needed,
+                        header=header,
+                        limits=self.limits,
+                    )
                 )
             except StopIteration:
                 break
             except csv.Error as exc:
                 start, line = line, reader.line_num
-                odd = _Broken(_csv_error_reason(exc, self.limits))
+                odd = Broken(csv_error_reason(exc, self.limits))
             if odd is None:
                 if not rows:
                     first_line = base_line + start + 1
@@ -295,10 +302,18 @@ class FileReader:
                         )
                     )
                 continue
-            if odd is _BLANK:
+            if odd is BLANK:
                 continue
-            if isinstance(odd, _Broken):  # reject the record's first line, read on after it
-                feed, base_line, odd = self._recover(feed, base_line, start, line, odd.reason)
+            if isinstance(odd, Broken):  # reject the record's first line, read on after it
+                self._note_latin1(feed, base_line)
+                feed, base_line, odd = recover(
+                    feed,
+                    self._feed,
+                    base_line=base_line,
+                    start=start,
+                    taken=line,
+                    reason=odd.reason,
+                )
                 reader = csv.reader(feed, delimiter=self.state.delimiter)
                 reader_next, line = reader.__next__, 0
                 byte_cap = feed.read_to + BATCH_BYTES
@@ -315,53 +330,6 @@ class FileReader:
             )
         self.state.eof = True
         yield self._batch(rows, records, rejects, first_line, feed, base_line, line)
-
-    def _odd(
-        self, row: list[str], feed: LineFeed, number: int, taken: int, span: int
-    ) -> _Rejected | _Broken | None:
-        """A record of several lines or of another width than the header: None to parse it,
-        :data:`_BLANK` to skip it, a reject, or a broken record (``taken``: its last feed
-        line, ``span``: its lines)."""
-        limits = self.limits
-        if span > limits.max_record_lines:
-            return _Broken(
-                f"a quoted field spans {span} lines (limit CSV_MAX_RECORD_LINES="
-                f"{limits.max_record_lines}): unterminated quote?"
-            )
-        if not row:
-            note = feed.notes.pop(taken, None)
-            if note is None:
-                return _BLANK
-            reason, text = note
-            return _Rejected([text], reason, {"line": number, "text": text}, number)
-        if len(row) > limits.max_fields:
-            reason = f"row has {len(row):,} fields (limit CSV_MAX_FIELDS={limits.max_fields:,})"
-            return _Rejected(row, reason, {"line": number, "row": echo_cells(row)}, number)
-        if len(row) < self.layout.needed:
-            header = self.state.header or []
-            reason = f"row has {len(row)} cells, the header has {len(header)}"
-            return _Rejected(row, reason, {"line": number, "row": row, "header": header}, number)
-        return None
-
-    def _recover(
-        self, feed: LineFeed, base_line: int, start: int, taken: int, reason: str
-    ) -> tuple[LineFeed, int, _Rejected]:
-        """After a broken record (feed lines ``start + 1`` to ``taken``): a new feed from the
-        record's second line, checking the lines it swallowed one by one; the new base line;
-        and the reject of the record's first line."""
-        number = base_line + start + 1
-        swallowed_end = feed.position()
-        self._note_latin1(feed, base_line)
-        try:
-            begin, end = feed.offset_after(start), feed.offset_after(start + 1)
-        except LookupError:  # too far back to rewind: the record is rejected whole
-            payload: dict[str, object] = {"line": number, "lines": taken - start}
-            rejected = _Rejected([], f"{reason} ({taken - start} lines)", payload, number)
-            return self._feed(swallowed_end), base_line + taken, rejected
-        text = read_line_at(self.fd, begin, end, self.limits.max_line_bytes)
-        payload = {"line": number, "text": echo(text, 1000)}
-        new_feed = self._feed(end, sanitize_until=swallowed_end)
-        return new_feed, number, _Rejected([text], reason, payload, number)
 
     def _note_latin1(self, feed: LineFeed, base_line: int) -> None:
         if feed.latin1_line and not self.latin1_line:
@@ -401,29 +369,3 @@ class FileReader:
             processed=len(rows),
             warnings=self._take_warnings(),
         )
-
-
-_timestamp_of = attrgetter("source_timestamp")  # of our records, all MarketRecords
-
-
-class _Rejected(NamedTuple):
-    raw: list[str]  # for the batch's raw payload
-    reason: str
-    payload: dict[str, object]
-    number: int  # the line
-
-
-class _Broken(NamedTuple):
-    reason: str
-
-
-_BLANK: Final = _Rejected([], "", {}, 0)
-
-
-def _csv_error_reason(exc: csv.Error, limits: Limits) -> str:
-    if "field larger than field limit" in str(exc):
-        return (
-            f"a field runs past {limits.max_line_bytes:,} bytes (CSV_MAX_LINE_BYTES): "
-            "unterminated quote?"
-        )
-    return f"malformed CSV: {echo(str(exc))}"

@@ -170,3 +170,11 @@ async def test_what_a_later_batch_learns_is_still_said(tmp_path: Path) -> None:
     (late,) = [b for b in batches if any(r.symbol == "ETH" for r in b.records)]
     assert late is not batches[0]
     assert any("quote currency of the prices is unknown" in w for w in late.warnings)
+
+
+async def test_declared_volume_columns(tmp_path: Path) -> None:
+    text = "Date,Close,Vol Coins,Vol Money\n2021-01-01,10,3,30\n"
+    path = write(tmp_path / "btc_usd.csv", text)
+    cmap = "btc_usd.csv:volume_base=Vol Coins,volume_quote=Vol Money"
+    (rec,) = records(await run(source(path, column_map=cmap)))
+    assert (rec.volume_base, rec.volume_quote) == (3.0, 30.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +20,29 @@ from cryptoetl.sources.csv.stream import (
 )
 
 SMALL = Limits(max_line_bytes=1024)
+FeedOf = Callable[..., LineFeed]
 
 
-def feed_of(
-    path: Path, limit: int | None = None, limits: Limits = SMALL, start: int = 0
-) -> LineFeed:
-    fd = os.open(path, os.O_RDONLY)
-    return LineFeed(fd, start, os.path.getsize(path) if limit is None else limit, limits)
+@pytest.fixture
+def feed_of() -> Iterator[FeedOf]:
+    """Feeds of files opened for the test (and closed after it)."""
+    opened: list[int] = []
+
+    def open_feed(
+        path: Path, limit: int | None = None, limits: Limits = SMALL, start: int = 0
+    ) -> LineFeed:
+        opened.append(os.open(path, os.O_RDONLY))
+        size = os.path.getsize(path) if limit is None else limit
+        return LineFeed(opened[-1], start, size, limits)
+
+    yield open_feed
+    for fd in opened:
+        os.close(fd)
 
 
-def test_line_feed_stops_before_a_line_past_the_size_snapshot(tmp_path: Path) -> None:
+def test_line_feed_stops_before_a_line_past_the_size_snapshot(
+    tmp_path: Path, feed_of: FeedOf
+) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(b"\xef\xbb\xbfa,b\n1,2\n3,4\n")
     feed = feed_of(path, limit=len(b"\xef\xbb\xbfa,b\n1,2\n3"))  # the size when opened
@@ -38,7 +52,9 @@ def test_line_feed_stops_before_a_line_past_the_size_snapshot(tmp_path: Path) ->
     assert feed.tail_line == 0
 
 
-def test_line_feed_hands_out_an_unterminated_last_line_once_complete(tmp_path: Path) -> None:
+def test_line_feed_hands_out_an_unterminated_last_line_once_complete(
+    tmp_path: Path, feed_of: FeedOf
+) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(b"a,b\r\n1,2\r\n3,4")
     feed = feed_of(path)
@@ -46,13 +62,13 @@ def test_line_feed_hands_out_an_unterminated_last_line_once_complete(tmp_path: P
     assert (feed.tail_line, feed.tail_start) == (3, 10)
 
 
-def test_only_newline_ends_a_line(tmp_path: Path) -> None:
+def test_only_newline_ends_a_line(tmp_path: Path, feed_of: FeedOf) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes("a\x0cb,c\x85d\u2028e\n".encode())
     assert list(feed_of(path)) == ["a\x0cb,c\x85d\u2028e\n"]
 
 
-def test_positions_and_offsets_map_lines_to_bytes(tmp_path: Path) -> None:
+def test_positions_and_offsets_map_lines_to_bytes(tmp_path: Path, feed_of: FeedOf) -> None:
     path = tmp_path / "x.csv"
     lines = [f"{i},{'é' * (i % 3)},{'x' * 40}\n" for i in range(200)]
     path.write_text("".join(lines), encoding="utf-8")
@@ -69,7 +85,7 @@ def test_positions_and_offsets_map_lines_to_bytes(tmp_path: Path) -> None:
         feed.offset_after(3)
 
 
-def test_an_overlong_line_is_never_held_whole(tmp_path: Path) -> None:
+def test_an_overlong_line_is_never_held_whole(tmp_path: Path, feed_of: FeedOf) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(b"a,b\n1,2\n" + b"9" * 5000 + b",3\n4,5\n" + b"z" * 3000)
     feed = feed_of(path)
@@ -81,7 +97,7 @@ def test_an_overlong_line_is_never_held_whole(tmp_path: Path) -> None:
     assert feed.tail_line == 5  # unterminated: the checkpoint stays before it
 
 
-def test_a_chunk_that_is_not_utf8_is_decoded_line_by_line(tmp_path: Path) -> None:
+def test_a_chunk_that_is_not_utf8_is_decoded_line_by_line(tmp_path: Path, feed_of: FeedOf) -> None:
     path = tmp_path / "x.csv"
     path.write_bytes(b"a,b\n1,caf\xe9\n2," + "café".encode() + b"\n")
     feed = feed_of(path)

@@ -12,7 +12,7 @@ its tag is the base coin and in the quote when it is the quote currency; ``volum
 ``volume to`` (CryptoCompare) and ``base``/``quote volume`` say it in words; a plain
 ``Volume`` is in the unit a known layout documents, or ``volume_unit=`` declares, else unknown.
 
-Known layouts (the header alone identifies them):
+Known layouts (identified by their header names; extra columns are fine):
 
 * ``coinmarketcap`` -- ``timeOpen;timeClose;timeHigh;timeLow;name;open;high;low;close;volume;
   marketCap;timestamp``: the candle is keyed on ``timeOpen``; ``name`` is NOT the coin but
@@ -84,7 +84,7 @@ _TAG_RE: Final = re.compile(r"[a-z][a-z0-9]{1,9}")
 
 class KnownLayout(msgspec.Struct, frozen=True, kw_only=True):
     name: str
-    header: frozenset[str]  # the normalised header names, exactly
+    header: frozenset[str]  # normalised header names that identify it (others may follow)
     venue: str
     volume_unit: VolumeUnit
     quote_codes: dict[str, str] | None = None  # the ``name`` column holds the quote as codes
@@ -254,7 +254,7 @@ def looks_like_header(row: Sequence[str], columns: Mapping[str, str] | None = No
 
 def _known_layout(found: _Columns) -> KnownLayout | None:
     names = frozenset(found.names)
-    return next((k for k in KNOWN_LAYOUTS if k.header == names), None)
+    return next((k for k in KNOWN_LAYOUTS if k.header <= names), None)
 
 
 def detect_layout(

@@ -134,6 +134,12 @@ class SeriesResolver:
             base, pair_quote = (known, None) if known else split_pair(raw.upper())
             if known is None and layout.symbol < 0:
                 base = "-".join(base.split())  # an unknown coin name: "Some Coin" -> SOME-COIN
+            if base.isdigit():  # an id (CoinMarketCap's 2781 is USD), never a coin
+                column = layout.header[layout.symbol if layout.symbol >= 0 else layout.name]
+                raise RowRejected(
+                    f"{echo(raw)!r} in column {echo(column)!r} is a number, not a coin; declare "
+                    f"the coin with CSV_COLUMN_MAP={self.file_name}:default_symbol=<SYMBOL>"
+                )
         # A ticker in a name column ("BTC") is no name.
         name = name_cell if name_cell.lower() != base.lower() else None
         quote, how = self._quote(base, pair_quote, cells.get("quote"))

@@ -152,3 +152,9 @@ def test_looks_like_header() -> None:
     assert not looks_like_header(["2017-12-27 00:00:00", "15838.07"])
     assert not looks_like_header(["https://www.CryptoDataDownload.com"])
     assert looks_like_header(["Day", "Kurs"], {"date": "Day", "price": "Kurs"})
+
+
+def test_a_known_layout_with_an_extra_column_is_still_known() -> None:
+    header = [*CMC_HEADER, "circulatingSupply"]
+    layout = detect_layout(header, "/x/Bitcoin_coinmarketcap.csv")
+    assert (layout.known, layout.quote, layout.name) == ("coinmarketcap", 4, -1)

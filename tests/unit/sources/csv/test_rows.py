@@ -178,3 +178,13 @@ async def test_declared_volume_columns(tmp_path: Path) -> None:
     cmap = "btc_usd.csv:volume_base=Vol Coins,volume_quote=Vol Money"
     (rec,) = records(await run(source(path, column_map=cmap)))
     assert (rec.volume_base, rec.volume_quote) == (3.0, 30.0)
+
+
+async def test_a_number_is_never_a_coin(tmp_path: Path) -> None:
+    # An export whose "name" holds an id (as CoinMarketCap's does) must not create coin "2781".
+    path = write(tmp_path / "export.csv", "date,name,close\n2024-01-01,2781,42000\n")
+    batches = await run(source(path))
+    assert not records(batches)
+    (rej,) = rejects(batches)
+    assert rej.reason.startswith("'2781' in column 'name' is a number, not a coin")
+    assert "CSV_COLUMN_MAP=export.csv:default_symbol=<SYMBOL>" in rej.reason

@@ -54,16 +54,17 @@ def measured() -> Iterator[list[float]]:
         tracemalloc.stop()
 
 
-def parse(*paths: Path, **limits: int) -> Outcome:
+def parse(*paths: Path, cursor: dict[str, Any] | None = None, **limits: int) -> Outcome:
     """Run the source's synchronous core as the pipeline does: batch by batch, keeping only
     what the test checks (records of the good file are few)."""
     src = source(*paths, **limits)
     records: list[MarketRecord] = []
     rejects: list[Reject] = []
     warnings: list[str] = []
-    cursor: dict[str, Any] = {}
+    start = msgspec.json.decode(msgspec.json.encode(cursor or {}))
+    cursor = start
     with measured() as stats:
-        for batch in src.iter_batches({}, 5000):
+        for batch in src.iter_batches(start, 5000):
             records += [r for r in batch.records if isinstance(r, MarketRecord)]
             rejects += batch.rejects
             warnings += batch.warnings
@@ -229,3 +230,47 @@ def test_batches_stay_bounded_with_long_lines(tmp_path: Path) -> None:
     sizes = [b.processed for b in source(path).iter_batches({}, 5000)]
     assert sum(sizes) == 600
     assert max(sizes) < 300  # about 16 MiB of lines per batch
+
+
+# ---------------------------------------------------------------------------------------------
+# 14.6 and 14.7: rewrites taken for appends, rejects stored again
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_in_place_rewrite_with_the_same_head_and_tail_byte(tmp_path: Path) -> None:
+    good = good_file(tmp_path)
+    rows = [f"2021-01-{d:02d} 00:00:00,{d},{'n' * 400}\n" for d in range(1, 29)]
+    bad = write(tmp_path / "a_btc.csv", "Date,Close,Note\n" + "".join(rows))
+    first = parse(bad, good)
+    offset = first.cursor["files"][str(bad)]["offset"]
+    rows[20] = rows[20].replace(",21,", ",77,")  # a corrected price, far past the first 4 KB
+    write(bad, "Date,Close,Note\n" + "".join(rows) + "2021-01-29 00:00:00,29,x\n")
+    assert bad.read_bytes()[offset - 1 : offset] == b"\n"
+    second = parse(bad, good, cursor=first.cursor)
+    assert any(
+        "the part read before has changed (rewritten in place)" in w for w in second.warnings
+    )
+    prices = {r.source_timestamp.day: r.price for r in second.records}
+    assert (prices[21], prices[29], len(prices)) == (77.0, 29.0, 29)
+    # The good file was not touched by any of this: skipped, its checkpoint kept.
+    assert second.cursor["files"][str(good)] == first.cursor["files"][str(good)]
+    assert second.seconds < HANG_BOUND_S
+
+
+def test_rereads_do_not_multiply_rejects(tmp_path: Path) -> None:
+    good = good_file(tmp_path)
+    bad = write(tmp_path / "a_btc.csv", "Date,Close\n2021-01-01,1\n2021-01-02,x\n2021-01-03,0\n")
+    first = parse(bad, good)
+    keys = {(r.source_key, msgspec.json.encode(r.payload)) for r in first.rejects}
+    assert len(keys) == 2
+    st = bad.stat()
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # touch
+    touched = parse(bad, good, cursor=first.cursor)
+    assert touched.rejects == []
+    assert touched.records == []
+    with bad.open("r+") as f:  # shrink, then the full re-read reproduces the same rejects
+        f.truncate(bad.stat().st_size - 1)
+    shrunk = parse(bad, good, cursor=touched.cursor)
+    assert any("shrank" in w and "rows it no longer has are kept" in w for w in shrunk.warnings)
+    assert {(r.source_key, msgspec.json.encode(r.payload)) for r in shrunk.rejects} == keys
+    assert shrunk.cursor["files"][str(good)] == first.cursor["files"][str(good)]

@@ -126,6 +126,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Sources
     csv_paths: tuple[str, ...] = ()
     csv_column_map: str = ""
+    # Limits of the CSV reader: what one file may make it hold (see README "CSV files").
+    csv_max_line_bytes: int = 65_536
+    csv_max_fields: int = 512
+    csv_max_record_lines: int = 10
     coinpaprika_base_url: str = DEFAULT_COINPAPRIKA_BASE_URL
     coinpaprika_api_key: Secret = Secret("")
     coingecko_base_url: str = DEFAULT_COINGECKO_BASE_URL
@@ -315,6 +319,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         reader_role=_role(env, "DB_READER_ROLE", "cryptoetl_reader"),
         csv_paths=_split_list(env.get("CSV_PATHS", "")),
         csv_column_map=env.get("CSV_COLUMN_MAP", "").strip(),
+        csv_max_line_bytes=_int(env, "CSV_MAX_LINE_BYTES", 65_536, minimum=1024),
+        csv_max_fields=_int(env, "CSV_MAX_FIELDS", 512, minimum=2),
+        csv_max_record_lines=_int(env, "CSV_MAX_RECORD_LINES", 10, minimum=1),
         coinpaprika_base_url=_http_url(env, "COINPAPRIKA_BASE_URL", DEFAULT_COINPAPRIKA_BASE_URL),
         coinpaprika_api_key=Secret(env.get("COINPAPRIKA_API_KEY", "").strip()),
         coingecko_base_url=_http_url(env, "COINGECKO_BASE_URL", DEFAULT_COINGECKO_BASE_URL),

@@ -33,6 +33,17 @@ def test_api_keys_are_redacted_in_repr() -> None:
     assert repr(Secret("x")) == "Secret('***')"
 
 
+def test_csv_limits_have_safe_defaults_and_can_be_set() -> None:
+    defaults = load_settings({})
+    assert (defaults.csv_max_line_bytes, defaults.csv_max_fields) == (65_536, 512)
+    assert defaults.csv_max_record_lines == 10
+    settings = load_settings(
+        {"CSV_MAX_LINE_BYTES": "1048576", "CSV_MAX_FIELDS": "2000", "CSV_MAX_RECORD_LINES": "3"}
+    )
+    assert (settings.csv_max_line_bytes, settings.csv_max_fields) == (1_048_576, 2000)
+    assert settings.csv_max_record_lines == 3
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -55,6 +66,10 @@ def test_api_keys_are_redacted_in_repr() -> None:
         ({"HTTP_MAX_BODY_BYTES": "10"}, "HTTP_MAX_BODY_BYTES"),
         ({"HTTP_MAX_BODY_BYTES": "32MB"}, "HTTP_MAX_BODY_BYTES"),
         ({"MAX_ITEMS_PER_PAGE": "0"}, "MAX_ITEMS_PER_PAGE"),
+        ({"CSV_MAX_LINE_BYTES": "64k"}, "CSV_MAX_LINE_BYTES"),
+        ({"CSV_MAX_LINE_BYTES": "100"}, "CSV_MAX_LINE_BYTES"),
+        ({"CSV_MAX_FIELDS": "1"}, "CSV_MAX_FIELDS"),
+        ({"CSV_MAX_RECORD_LINES": "0"}, "CSV_MAX_RECORD_LINES"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:

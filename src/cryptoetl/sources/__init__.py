@@ -6,7 +6,7 @@ from cryptoetl.config import Settings
 from cryptoetl.sources.base import Source, SourceType
 from cryptoetl.sources.coingecko import CoinGeckoSource
 from cryptoetl.sources.coinpaprika import CoinPaprikaSource
-from cryptoetl.sources.csv_files import CsvSource
+from cryptoetl.sources.csv import CsvSource
 from cryptoetl.sources.http import HttpClient
 from cryptoetl.sources.rss import RssSource
 

@@ -1,0 +1,101 @@
+"""The CSV source: every file of ``CSV_PATHS``, each from its checkpoint, in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Generator, Iterator
+from typing import ClassVar
+
+from cryptoetl.config import Settings
+from cryptoetl.sources.base import Batch, JsonDict, SourceType
+from cryptoetl.sources.csv.checkpoint import FileState, RunStates, load_states, plan, resolve_paths
+from cryptoetl.sources.csv.options import ColumnMap, options_hash, parse_column_map
+from cryptoetl.sources.csv.reader import FileReader
+from cryptoetl.sources.csv.stream import Limits, echo, open_regular
+
+
+class CsvSource:
+    """Market observations from CSV files (see the package doc for every rule)."""
+
+    source_type: ClassVar[SourceType] = "csv"
+
+    def __init__(self, settings: Settings) -> None:
+        self._paths = tuple(settings.csv_paths)
+        self._column_map = parse_column_map(settings.csv_column_map)
+        self._limits = Limits(
+            max_line_bytes=settings.csv_max_line_bytes,
+            max_fields=settings.csv_max_fields,
+            max_record_lines=settings.csv_max_record_lines,
+        )
+
+    @property
+    def column_map(self) -> ColumnMap:
+        return self._column_map
+
+    async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
+        """Yield each file's new rows in batches; each batch carries the complete cursor.
+
+        File reading and parsing run in a worker thread, one batch at a time, so the event
+        loop stays responsive while a large file is read.
+        """
+        batches = self.iter_batches(cursor, batch_size)
+        try:
+            while True:
+                batch = await asyncio.to_thread(next, batches, None)
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            # After a cancellation the worker thread may still be inside next(): closing then
+            # raises ValueError; the generator (and its open file) is collected later instead.
+            with contextlib.suppress(ValueError):
+                batches.close()
+
+    def iter_batches(self, cursor: JsonDict, batch_size: int) -> Generator[Batch, None, None]:
+        """The synchronous core of :meth:`batches` (also used by the benchmark)."""
+        batch_size = max(1, batch_size)
+        previous = load_states(cursor)
+        paths, warnings = resolve_paths(self._paths)
+        # Entries of files no longer listed are dropped; the others are carried unchanged
+        # until their file is read, so every batch holds the complete cursor.
+        run = RunStates({p: previous[p] for p in paths if p in previous})
+        if warnings:
+            yield Batch(cursor=run.cursor(), warnings=warnings)
+        for path in paths:
+            yield from self._file_batches(run, path, previous.get(path), batch_size)
+
+    def _file_batches(
+        self, run: RunStates, path: str, prev: FileState | None, batch_size: int
+    ) -> Iterator[Batch]:
+        try:
+            st = os.stat(path)
+        except OSError as exc:  # vanished between listing and reading
+            yield Batch(cursor=run.cursor(), warnings=[f"csv: {path}: cannot stat: {exc}"])
+            return
+        options = self._column_map.options_for(path)
+        action, note = plan(prev, st, options_hash(options))
+        if action == "skip":
+            return
+        reader = FileReader(
+            run,
+            path,
+            prev if action == "resume" else None,
+            options,
+            batch_size,
+            self._limits,
+            note,
+        )
+        try:
+            # Opened without blocking and checked to be a regular file before any read: a
+            # FIFO or device swapped in after discovery cannot hang the source.
+            fd, st = open_regular(path)
+        except OSError as exc:
+            reader.start_state(st)
+            yield reader.file_reject(f"{path}: cannot open: {echo(exc.strerror or str(exc))}")
+            return
+        try:
+            yield from reader.batches(fd, st)
+        finally:
+            os.close(fd)

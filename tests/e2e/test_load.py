@@ -16,10 +16,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from bench.api_bench import HttpClient
 
 from cryptoetl.stub.server import running_stub
 from tests.e2e.conftest import ApiServer, run_worker, running_api, worker_env
+from tests.e2e.rawhttp import HttpClient
 from tests.e2e.test_crash_resume import write_large_csv
 from tests.pg import TestDatabase, truncate_all
 

@@ -5,7 +5,8 @@ A full read finds the header, the layout, the day/month order and the file's ser
 header, dialect, date order and series from the checkpoint and reads only what follows.
 
 Each batch holds up to ``batch_size`` rows (and about :data:`BATCH_BYTES` of lines) of one
-file, with ONE RawPayload (header, first line number, the cells as received), the complete
+file, with ONE RawPayload (header, first line number, and ``text``: the batch's lines exactly as
+they are in the file, read back with one ``pread`` that also feeds the prefix hash), the complete
 cursor and ``processed`` = rows looked at. Rejects are keyed ``<path>:<line>`` (``<path>:0``
 for the file itself) with a payload that a re-read reproduces exactly.
 
@@ -93,6 +94,7 @@ class FileReader:
         self.limit = 0
         self.hasher = hashlib.sha256()
         self.hashed = 0  # the hasher has seen bytes [0, hashed)
+        self.raw_from = 0  # where the next batch's raw bytes begin
         self.latin1_line = 0
         self.layout = CsvLayout(header=(), date=0)
 
@@ -129,6 +131,7 @@ class FileReader:
         if hasher is None:
             return False
         self.hasher, self.hashed = hasher, prev.offset
+        self.raw_from = prev.offset
         return True
 
     # -- checkpoint helpers ---------------------------------------------------------------
@@ -142,7 +145,7 @@ class FileReader:
             mtime_ns=st.st_mtime_ns,
             options_hash=self.options_hash,
         )
-        self.hasher, self.hashed = hashlib.sha256(), 0
+        self.hasher, self.hashed, self.raw_from = hashlib.sha256(), 0, 0
 
     def _take_warnings(self) -> list[str]:
         # Emptied in place: the resolver and the date parser keep appending to this list.
@@ -249,7 +252,7 @@ class FileReader:
         path, header, batch_size = self.path, self.state.header or [], self.batch_size
         width = len(header)
         reader_next = reader.__next__
-        rows: list[list[str]] = []
+        taken = 0  # records of this batch (valid and rejected)
         records: list[Record] = []
         rejects: list[Reject] = []
         byte_cap = feed.read_to + BATCH_BYTES
@@ -259,9 +262,9 @@ class FileReader:
         while True:
             # Checked before the next row is taken: the feed's position is still the end of
             # the last handled record, which is where the checkpoint goes.
-            if len(rows) >= batch_size or feed.read_to > byte_cap:
-                yield self._batch(rows, records, rejects, first_line, feed, base_line, line)
-                rows, records, rejects = [], [], []
+            if taken >= batch_size or feed.read_to > byte_cap:
+                yield self._batch(taken, records, rejects, first_line, feed, base_line, line)
+                taken, records, rejects = 0, [], []
                 byte_cap = feed.read_to + BATCH_BYTES
                 feed.forget_before(line)
             try:
@@ -287,9 +290,9 @@ class FileReader:
                 start, line = line, reader.line_num
                 odd = Broken(csv_error_reason(exc, self.limits))
             if odd is None:
-                if not rows:
+                if not taken:
                     first_line = base_line + start + 1
-                rows.append(row)
+                taken += 1
                 try:
                     records.append(parse(row))
                 except RowRejected as exc:
@@ -317,9 +320,9 @@ class FileReader:
                 reader = csv.reader(feed, delimiter=self.state.delimiter)
                 reader_next, line = reader.__next__, 0
                 byte_cap = feed.read_to + BATCH_BYTES
-            if not rows:
+            if not taken:
                 first_line = odd.number
-            rows.append(odd.raw)
+            taken += 1
             rejects.append(
                 Reject(source_key=f"{path}:{odd.number}", payload=odd.payload, reason=odd.reason)
             )
@@ -329,7 +332,7 @@ class FileReader:
                 f"line {self.latin1_line} and maybe later ones are not UTF-8; decoded as Latin-1"
             )
         self.state.eof = True
-        yield self._batch(rows, records, rejects, first_line, feed, base_line, line)
+        yield self._batch(taken, records, rejects, first_line, feed, base_line, line)
 
     def _note_latin1(self, feed: LineFeed, base_line: int) -> None:
         if feed.latin1_line and not self.latin1_line:
@@ -337,7 +340,7 @@ class FileReader:
 
     def _batch(
         self,
-        rows: list[list[str]],
+        taken: int,
         records: list[Record],
         rejects: list[Reject],
         first_line: int,
@@ -352,20 +355,53 @@ class FileReader:
             state.offset, state.line = feed.tail_start, base_line + feed.tail_line - 1
         else:
             state.offset, state.line = feed.position(), base_line + line
-        hash_range(self.fd, self.hasher, self.hashed, state.offset)
-        self.hashed, state.prefix_hash = state.offset, self.hasher.hexdigest()
+        raw = self._raw_bytes(feed, feed.position(), state.offset)
+        state.prefix_hash = self.hasher.hexdigest()
         newest = max(map(_timestamp_of, records), default=None)
         if newest is not None:
             iso = newest.isoformat().replace("+00:00", "Z")
             if state.last_timestamp is None or iso > state.last_timestamp:
                 state.last_timestamp = iso
         self.run.states[self.path] = state
-        payload = {"header": state.header, "first_line": first_line, "rows": rows}
+        payload = {"header": state.header, "first_line": first_line, "text": _text(raw)}
         return Batch(
-            raw=[RawPayload(source_key=self.path, payload=payload)] if rows else [],
+            raw=[RawPayload(source_key=self.path, payload=payload)] if taken else [],
             records=records,
             rejects=rejects,
             cursor=self.run.cursor(),
-            processed=len(rows),
+            processed=taken,
             warnings=self._take_warnings(),
         )
+
+    def _raw_bytes(self, feed: LineFeed, end: int, checkpoint: int) -> bytes:
+        """The file's bytes since the last batch, as read (the raw payload), with every line
+        over CSV_MAX_LINE_BYTES replaced by a note of its size (such a line is rejected, and
+        never held whole); the prefix hash moves on to ``checkpoint`` over the same bytes, in
+        the same read when no line was cut."""
+        start = self.raw_from
+        cut = [(at, n) for at, n in feed.overlong if start <= at < end]
+        if not cut:
+            data = os.pread(self.fd, end - start, start) if end > start else b""
+            if self.hashed == start and checkpoint <= end:
+                self.hasher.update(memoryview(data)[: checkpoint - start])
+            else:
+                hash_range(self.fd, self.hasher, self.hashed, checkpoint)
+        else:
+            pieces, pos = [], start
+            for at, length in cut:
+                pieces.append(os.pread(self.fd, at - pos, pos))
+                pieces.append(f"[a line of {length:,} bytes, over CSV_MAX_LINE_BYTES]\n".encode())
+                pos = at + length
+            pieces.append(os.pread(self.fd, max(0, end - pos), pos))
+            data = b"".join(pieces)
+            hash_range(self.fd, self.hasher, self.hashed, checkpoint)
+        self.hashed, self.raw_from = checkpoint, end
+        return data
+
+
+def _text(raw: bytes) -> str:
+    """Raw bytes as JSON-able text, decoded the way the rows were (Latin-1 when not UTF-8)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")

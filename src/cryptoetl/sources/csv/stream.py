@@ -165,6 +165,8 @@ class LineFeed:
         self.read_to = start  # bytes read so far (a batch's size is bounded by it)
         self._index: list[_Chunk] = []
         self._current: _Current | None = None
+        # (start, length) of every line over the limit: never read whole, not even for raw
+        self.overlong: list[tuple[int, int]] = []
 
     def __iter__(self) -> Iterator[str]:
         return chain.from_iterable(self._pieces())
@@ -263,6 +265,7 @@ class LineFeed:
             f"{self.limits.max_line_bytes:,})"
         )
         self.notes[line] = (reason, echo(head.decode("utf-8", errors="replace")))
+        self.overlong.append((start, length))
         self._register(_Chunk(line, 1, start, start + length), None, "", b"", identity=False)
         return [""]
 

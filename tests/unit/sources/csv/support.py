@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,3 +94,14 @@ def utc(
 def write(path: Path, text: str, newline: str = "\n") -> Path:
     path.write_bytes(text.replace("\n", newline).encode())
     return path
+
+
+def raw_rows(payload: dict[str, Any], delimiter: str = ",") -> list[list[str]]:
+    """The data rows of a batch's raw payload: its ``text`` is the lines as in the file (the
+    first batch's starts with the header)."""
+    rows = [
+        r
+        for r in csv.reader(io.StringIO(payload["text"].lstrip("\ufeff")), delimiter=delimiter)
+        if r
+    ]
+    return rows[1:] if rows and rows[0] == payload["header"] else rows

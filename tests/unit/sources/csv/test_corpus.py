@@ -15,7 +15,7 @@ import pytest
 from cryptoetl.sources.base import Batch, MarketRecord, Reject
 from cryptoetl.sources.csv import legacy_series
 
-from .support import by_time, identity, source, utc
+from .support import by_time, identity, raw_rows, source, utc
 
 INVESTING = "investing_com_btc_daily_2010-2020_bom_quoted_k_m_suffixes.csv"
 BITFINEX = "cryptodatadownload_bitfinex_btcusd_daily_mixed_unix_ms_and_s.csv"
@@ -130,10 +130,10 @@ async def test_investing_com_bom_quotes_suffixes(csv_dir: Path) -> None:
     assert any(f"CSV_COLUMN_MAP={INVESTING}:quote=<CODE>" in w for w in result.warnings)
     declared = await read(path, column_map="investing_com_*.csv:quote=USD")
     assert by_time(declared.records)[utc(2020, 1, 14)].price_usd == 8746.6
-    # The header was read through the BOM; the raw rows are the cells as received.
+    # The header was read through the BOM; the raw payload is the lines as in the file.
     payload = result.batches[0].raw[0].payload
     assert payload["header"] == ["Date", "Price", "Open", "High", "Low", "Vol.", "Change %"]
-    assert payload["rows"][0] == [
+    assert raw_rows(payload)[0] == [
         "Jan 14, 2020",
         "8,746.6",
         "8,111.2",
@@ -175,7 +175,7 @@ async def test_bitfinex_unix_milliseconds_then_seconds(csv_dir: Path) -> None:
     # Every unix value (either unit) agrees with the file's own text date column.
     years = Counter[int]()
     for batch in result.batches:
-        for row, record in zip(batch.raw[0].payload["rows"], batch.records, strict=True):
+        for row, record in zip(raw_rows(batch.raw[0].payload), batch.records, strict=True):
             assert isinstance(record, MarketRecord)
             assert record.source_timestamp.strftime("%Y-%m-%d %H:%M:%S") == row[1]
             years[record.source_timestamp.year] += 1

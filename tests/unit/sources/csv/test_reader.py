@@ -10,6 +10,7 @@ import pytest
 from .support import (
     by_time,
     last_cursor,
+    raw_rows,
     records,
     rejects,
     run,
@@ -102,11 +103,12 @@ async def test_fixture_messy_investing_style(fixtures_dir: Path) -> None:
     assert oldest.volume_base is None
     assert oldest.change_pct is None
     assert oldest.price == 1310.99
-    # The raw payload keeps the cells as received (quotes removed by CSV, text untouched).
+    # The raw payload keeps the lines as in the file (quotes and all).
     payload = batches[0].raw[0].payload
     assert payload["header"][0] == "Date"
     assert payload["first_line"] == 2
-    assert payload["rows"][0][:2] == ["Jan 14, 2021", "1,228.41"]
+    assert raw_rows(payload)[0][:2] == ["Jan 14, 2021", "1,228.41"]
+    assert '"1,228.41"' in payload["text"]
 
 
 async def test_fixture_unix_ms_and_s(fixtures_dir: Path) -> None:
@@ -115,7 +117,7 @@ async def test_fixture_unix_ms_and_s(fixtures_dir: Path) -> None:
     recs = records(batches)
     assert len(recs) == 12
     assert not rejects(batches)
-    rows = batches[0].raw[0].payload["rows"]
+    rows = raw_rows(batches[0].raw[0].payload)
     units = {len(row[0]) for row in rows}
     assert units == {13, 10}  # the file really mixes milliseconds and seconds
     for rec, row in zip(recs, rows, strict=True):
@@ -211,7 +213,7 @@ async def test_non_utf8_line_is_decoded_as_latin1(tmp_path: Path) -> None:
     path.write_bytes(b"Date,Close,Note\n2021-01-01,10,caf\xe9\n")
     batches = await run(source(path))
     assert records(batches)[0].price == 10.0
-    assert batches[0].raw[0].payload["rows"][0][2] == "café"
+    assert raw_rows(batches[0].raw[0].payload)[0][2] == "café"
     assert any("line 2 and maybe later ones are not UTF-8" in w for w in warnings(batches))
 
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.response import Redirect
+from litestar.openapi.plugins import JsonRenderPlugin
 
-from cryptoetl.api import assets, data, health, metrics, prices, runs, stats, ui
+from cryptoetl.api import assets, data, docs, health, metrics, prices, runs, stats, ui
 from cryptoetl.api.cache import response_cache, totals_cache
 from cryptoetl.api.data.render import SeriesDocs
 from cryptoetl.api.deps import Database, provide_db
@@ -29,14 +28,6 @@ from cryptoetl.api.requestid import RequestContext
 from cryptoetl.api.responses import Caches
 from cryptoetl.config import ConfigError, Settings, load_settings
 from cryptoetl.logs import configure_logging
-
-DOCS_PATH = "/schema/swagger"
-
-
-@get("/docs", include_in_schema=False)
-async def docs() -> Redirect:
-    """Interactive documentation lives with the schema (``/schema/openapi.json``)."""
-    return Redirect(DOCS_PATH, status_code=307)
 
 
 def _provide_settings(state: State) -> Settings:
@@ -80,7 +71,7 @@ def create_app(settings: Settings) -> Litestar:
             assets.get_asset,
             prices.get_prices,
             metrics.metrics,
-            docs,
+            *docs.ROUTES,
             *ui.ROUTES,
         ],
         state=State({"db": db, "settings": settings, "registry": registry, "caches": caches}),
@@ -98,7 +89,9 @@ def create_app(settings: Settings) -> Litestar:
             version="1.0.0",
             description="Read-only access to normalized crypto market data and news.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(path=["/", "/swagger"])],
+            # The schema as JSON only; the interactive docs are /docs (served offline, without
+            # the CDN Litestar's UI plugins load from: see api/docs.py).
+            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
         ),
         # Our JSON logging is configured by the process (see app_from_env); Litestar's own
         # logging setup would add a second, differently formatted handler.

@@ -12,10 +12,12 @@ from __future__ import annotations
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
 import swagger_ui  # type: ignore[import-untyped]
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 
 _PAGE = resources.files("cryptoetl.api").joinpath("docs_page")
 CSP = (
@@ -47,7 +49,9 @@ _MEDIA = {".js": "text/javascript", ".css": "text/css"}
 
 
 @get("/docs/assets/{name:str}", include_in_schema=False, sync_to_thread=False)
-def docs_asset(name: str) -> Response[bytes]:
+def docs_asset(
+    name: Annotated[str, Parameter(description="A file of Swagger UI")],
+) -> Response[bytes]:
     if name not in _ASSETS:
         raise NotFoundException(f"no documentation asset {name[:60]!r}")
     return Response(_asset(name), media_type=_MEDIA[Path(name).suffix], headers=_HEADERS)

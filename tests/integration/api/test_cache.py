@@ -204,3 +204,28 @@ async def test_a_locked_table_is_a_bounded_503_and_health_still_answers(
             assert body(health)["database_connected"] is True
             locker.rollback()
         assert (await client.get("/data?until=2031-01-01T00:00:00Z")).status_code == 200
+
+
+async def test_estimated_totals_become_exact_at_the_end_and_stay_exact_past_it(
+    live: tuple[Litestar, httpx.AsyncClient],
+) -> None:
+    """The end of an offset walk proves the total; the process keeps it for the filter set
+    (until its sources change), so a page past the end reports it too."""
+    _, client = live
+    first = body(await client.get("/data?search=bitcoin&page_size=2"))
+    assert first["metadata"]["pagination"]["total_is_estimate"] is True
+    total = len(body(await client.get("/data?search=bitcoin&page_size=1000"))["data"])
+    last_page = -(-total // 2)
+    end = body(await client.get(f"/data?search=bitcoin&page_size=2&page={last_page}"))
+    assert end["metadata"]["pagination"] | {"next_cursor": None} == {
+        "page": last_page,
+        "page_size": 2,
+        "total_records": total,
+        "total_pages": last_page,
+        "next_cursor": None,
+        "total_is_estimate": False,
+    }
+    beyond = body(await client.get(f"/data?search=bitcoin&page_size=2&page={last_page + 5}"))
+    assert beyond["data"] == []
+    assert beyond["metadata"]["pagination"]["total_records"] == total
+    assert beyond["metadata"]["pagination"]["total_is_estimate"] is False

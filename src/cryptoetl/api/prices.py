@@ -30,6 +30,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from cryptoetl.api.assets import find_asset
+from cryptoetl.api.data.query import quote_filter, venue_filter
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
 from cryptoetl.api.schemas import (
@@ -61,7 +62,8 @@ MARKET_SOURCES = ("csv", "coinpaprika", "coingecko")
 SERIES_SQL = """SELECT id, source_type, venue, base, quote, interval, first_ts, last_ts
 FROM market_series
 WHERE asset_id = $1::bigint AND ($2::text IS NULL OR source_type = $2::text)
-    AND ($3::text IS NULL OR venue = $3::text) AND ($4::text IS NULL OR quote = $4::text)
+    AND ($3::text IS NULL OR venue = $3::text)
+    AND ($4::text IS NULL OR quote = $4::text OR ($4::text = 'unknown' AND quote IS NULL))
     AND observations > 0
 ORDER BY source_type, venue, quote NULLS LAST, interval NULLS LAST, id
 LIMIT $5::int"""
@@ -100,8 +102,8 @@ def parse_price_query(params: dict[str, list[str]]) -> PriceQuery:
     one = errors.single(params)
     query = PriceQuery(
         source=errors.choice("source", one("source"), MARKET_SOURCES),
-        venue=_lower(errors.text("venue", one("venue"), 100)),
-        quote=_upper(errors.text("quote", one("quote"), 20)),
+        venue=venue_filter(errors, one("venue")),
+        quote=quote_filter(errors, one("quote")),
         width=errors.choice("interval", one("interval"), tuple(WIDTHS)),
         since=errors.timestamp("since", one("since")),
         until=errors.timestamp("until", one("until")),
@@ -110,14 +112,6 @@ def parse_price_query(params: dict[str, list[str]]) -> PriceQuery:
         errors.add("until", "must be later than since")
     errors.raise_if_any()
     return query
-
-
-def _lower(value: str | None) -> str | None:
-    return value.lower() if value else None
-
-
-def _upper(value: str | None) -> str | None:
-    return value.upper() if value else None
 
 
 def choose_width(span: timedelta) -> str:

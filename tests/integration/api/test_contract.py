@@ -18,6 +18,8 @@ async def test_an_unknown_parameter_is_a_400_naming_it(client: Client, api_data:
     detail = body(response)["detail"]
     assert [d["parameter"] for d in detail] == ["source"]
     assert "source_type" in detail[0]["message"]  # it lists the known ones
+    both = await client.get("/data?source=csv&page_size=0")
+    assert [d["parameter"] for d in body(both)["detail"]] == ["source", "page_size"]  # one 400
     prices = await client.get("/assets/bitcoin/prices?bucket=1h")
     assert prices.status_code == 400
     assert [d["parameter"] for d in body(prices)["detail"]] == ["bucket"]

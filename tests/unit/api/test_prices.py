@@ -29,6 +29,7 @@ def test_the_finest_width_that_fits_the_range(span: timedelta, width: str) -> No
 def test_parameters_are_validated_and_named() -> None:
     query = parse_price_query({"venue": ["Binance"], "quote": ["usdt"], "interval": ["1h"]})
     assert (query.venue, query.quote, query.width) == ("binance", "USDT", "1h")
+    assert parse_price_query({"quote": ["Unknown"]}).quote == "unknown"  # series without a quote
     with pytest.raises(InvalidParameters) as raised:
         parse_price_query({"interval": ["2h"], "source": ["rss"], "colour": ["red"]})
     assert {d.parameter for d in raised.value.detail} == {"interval", "source", "colour"}

@@ -171,8 +171,7 @@ async def list_data(
         params = {key: request.query_params.getall(key) for key in request.query_params}
         errors = ParamErrors()
         errors.unknown(params, _PARAMETERS)
-        errors.raise_if_any()
-        query = parse_query(params)
+        query = parse_query(params, errors)
         return query.sources_read(), lambda: render_page(db, caches, query)
 
     return await cached_json(request, caches, prepare)

@@ -113,9 +113,10 @@ class DataQuery:
         )
 
 
-def parse_query(params: dict[str, list[str]]) -> DataQuery:
-    """Validate every parameter; one :class:`InvalidParameters` names all the bad ones."""
-    errors = ParamErrors()
+def parse_query(params: dict[str, list[str]], errors: ParamErrors | None = None) -> DataQuery:
+    """Validate every parameter; one :class:`InvalidParameters` names all the bad ones (those
+    already in ``errors`` too)."""
+    errors = errors or ParamErrors()
     one = errors.single(params)
     page, page_size, cursor = one("page"), one("page_size"), one("cursor")
     page_n = errors.integer("page", page, 1, 1, 10**9)
@@ -126,9 +127,9 @@ def parse_query(params: dict[str, list[str]]) -> DataQuery:
         source_types=errors.choices("source_type", params.get("source_type", ()), SOURCE_TYPES),
         kind=errors.choice("kind", one("kind"), KINDS),
         asset=errors.text("asset", one("asset"), 100),
-        venue=_lower(errors.text("venue", one("venue"), 100)),
-        quote=_upper(errors.text("quote", one("quote"), 20)),
-        interval=_lower(errors.text("interval", one("interval"), 20)),
+        venue=venue_filter(errors, one("venue")),
+        quote=quote_filter(errors, one("quote")),
+        interval=(errors.text("interval", one("interval"), 20) or "").lower() or None,
         category=errors.text("category", one("category")),
         search=errors.text("search", one("search"), 500),
         since=errors.timestamp("since", one("since")),
@@ -147,11 +148,15 @@ def parse_query(params: dict[str, list[str]]) -> DataQuery:
     return query if after is None else dataclasses.replace(query, after=after)
 
 
-def _lower(value: str | None) -> str | None:
+def venue_filter(errors: ParamErrors, raw: str | None) -> str | None:
+    """Venues are stored lowercase (``binance``, ``file:btc_daily``): the filter is any case."""
+    value = errors.text("venue", raw, 100)
     return value.lower() if value is not None else None
 
 
-def _upper(value: str | None) -> str | None:
+def quote_filter(errors: ParamErrors, raw: str | None) -> str | None:
+    """Quote codes are stored uppercase; ``unknown`` asks for series whose quote is not known."""
+    value = errors.text("quote", raw, 20)
     if value is None:
         return None
     return UNKNOWN if value.lower() == UNKNOWN else value.upper()

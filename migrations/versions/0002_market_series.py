@@ -517,7 +517,12 @@ def _create_news_count_triggers(bind: Connection) -> None:
     bind.execute(sa.text(_NEWS_DELTA.format(rows=_NEWS_ROWS.format(sign=1, table="news_items"))))
 
 
-_ISO = "(to_json({ts} AT TIME ZONE 'UTC') #>> '{{}}') || 'Z'"
+# The text of cryptoetl.pipeline.documents.iso_utc (msgspec's): microseconds only when not zero.
+_ISO = (
+    "to_char({ts} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') "
+    "|| CASE WHEN date_part('microseconds', {ts})::bigint % 1000000 = 0 THEN '' "
+    "ELSE to_char({ts} AT TIME ZONE 'UTC', '.US') END || 'Z'"
+)
 
 # Both kinds in one shape, for SQL users and tools (the API reads the tables directly).
 _RECORDS_VIEW = f"""CREATE VIEW records AS

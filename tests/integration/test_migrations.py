@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
@@ -13,6 +14,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
 from cryptoetl.db.tables import declared_here, metadata
+from cryptoetl.pipeline.documents import iso_utc
 from tests.pg import REPO_ROOT, TestDatabase, fresh_database, migrate, with_user
 
 
@@ -64,6 +66,41 @@ def test_news_count_triggers_follow_upserts_and_deletes(
         counts = dict(conn.execute("SELECT asset_id, n FROM news_counts WHERE n <> 0").fetchall())
         expected = dict(conn.execute(actual).fetchall())
     assert counts == expected == {0: 2, 3: 1}
+
+
+def test_records_view_writes_source_ids_as_the_api_does(database: TestDatabase) -> None:
+    """The view's SQL twin of :func:`iso_utc`: whole seconds without a fraction, else six
+    digits, always UTC with ``Z``."""
+    stamps = [
+        datetime(2024, 11, 5, 11, 50, 50, 850000, tzinfo=UTC),
+        datetime(2024, 11, 5, 12, tzinfo=UTC),
+        datetime(2021, 3, 1, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=-5))),
+    ]
+    with psycopg.connect(database.admin_url) as conn:  # rolled back on leaving
+        asset = conn.execute(
+            "INSERT INTO assets (slug, symbol, name, normalized_name) "
+            "VALUES ('view-coin', 'VWC', 'View', 'view') "
+            "RETURNING id"
+        ).fetchone()
+        series, key = conn.execute(
+            "INSERT INTO market_series (source_type, venue, base, symbol, quote, interval, "
+            "asset_id) VALUES ('csv', 'file:view', 'VWC', 'VWC', 'USD', '1d', %s) "
+            "RETURNING id, key",
+            asset,
+        ).fetchone()
+        for ts in stamps:
+            conn.execute(
+                "INSERT INTO market_observations (source_type, series_id, source_timestamp) "
+                "VALUES ('csv', %s, %s)",
+                (series, ts),
+            )
+        rows = conn.execute(
+            "SELECT source_id FROM records WHERE series_id = %s ORDER BY source_timestamp",
+            (series,),
+        ).fetchall()
+        conn.rollback()
+    assert [r[0] for r in rows] == [f"{key}@{iso_utc(ts)}" for ts in sorted(stamps)]
+    assert rows[-1][0].endswith("@2024-11-05T12:00:00Z")
 
 
 def _create_logins(db: TestDatabase, writer: str, reader: str) -> None:

@@ -20,7 +20,6 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
-from cryptoetl.api.data.page import iso_utc
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
 from cryptoetl.api.schemas import (
@@ -37,6 +36,7 @@ from cryptoetl.api.schemas import (
     SeriesRef,
     SourcePrice,
 )
+from cryptoetl.pipeline.documents import iso_utc
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -66,9 +66,8 @@ MAPPINGS_SQL = (
     "FROM asset_mappings WHERE asset_id = $1::bigint ORDER BY source_type, source_id"
 )
 # The newest observation of each series: one probe of its (series, timestamp) key.
-PRICES_SQL = f"""SELECT s.source_type, s.key || '@' || {iso_utc("o.source_timestamp")} AS source_id,
-    s.id, s.venue, s.base, s.quote, s.interval, o.price, o.market_cap, o.volume_quote,
-    o.change_pct, o.rank, o.source_timestamp
+PRICES_SQL = """SELECT s.source_type, s.key, s.id, s.venue, s.base, s.quote, s.interval,
+    o.price, o.market_cap, o.volume_quote, o.change_pct, o.rank, o.source_timestamp
 FROM market_series s
 JOIN market_observations o ON o.source_type = s.source_type AND o.series_id = s.id
     AND o.source_timestamp = s.last_ts
@@ -248,7 +247,7 @@ def latest_prices(rows: Sequence[Any]) -> list[SourcePrice]:
         prices.append(
             SourcePrice(
                 source_type=r["source_type"],
-                source_id=r["source_id"],
+                source_id=f"{r['key']}@{iso_utc(r['source_timestamp'])}",
                 series=SeriesRef(
                     id=r["id"],
                     venue=r["venue"],

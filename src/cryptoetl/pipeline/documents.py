@@ -87,8 +87,12 @@ def series_doc(
 
 
 def iso_utc(value: datetime) -> str:
-    """RFC 3339 in UTC with ``Z``, as msgspec (and the SQL rendering) write timestamps."""
-    return _encode(value.astimezone(UTC)).decode().strip('"')
+    """RFC 3339 in UTC with ``Z``, as msgspec writes timestamps (microseconds when not zero).
+
+    The text of every ``source_timestamp`` and of the timestamp in a market ``source_id``; the
+    ``records`` view writes the same text in SQL (migration 0002, tested to agree)."""
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z"
 
 
 def news_doc(

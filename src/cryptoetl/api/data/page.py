@@ -27,12 +27,6 @@ from cryptoetl.api.data.filters import (
     where,
 )
 
-
-def iso_utc(column: str) -> str:
-    """SQL for a timestamptz as RFC 3339 UTC text ending in ``Z`` (as msgspec writes them)."""
-    return f"(to_json({column} AT TIME ZONE 'UTC') #>> '{{}}') || 'Z'"
-
-
 # Both kinds share one row shape, so they merge in one ordered list (columns as in render.py).
 _MARKET_ROW = (
     "o.id, o.source_timestamp, o.series_id, o.price, o.open, o.high, o.low, o.volume_base, "

@@ -13,12 +13,13 @@ The ``*_usd`` members hold only what really is USD (and 24 h): see README, "Unit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
 
 from cryptoetl.api.data.page import SERIES_DOCS
+from cryptoetl.pipeline.documents import iso_utc
 
 _DAILY = frozenset({"snapshot", "1d"})
 _NO_METADATA = msgspec.Raw(b"{}")
@@ -79,18 +80,13 @@ class _Values(msgspec.Struct, gc=False, array_like=False):
     change_24h_pct: float | None
 
 
-def _iso(value: datetime) -> str:
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 def observation(row: Sequence[Any], series: SeriesDoc) -> bytes:
     usd, daily = series.usd, series.daily
     price, market_cap, change = row[PRICE], row[MCAP], row[CHANGE]
     metadata = row[META]
     values = _Values(
         row[ID],
-        f"{series.key}@{_iso(row[TS])}",
+        f"{series.key}@{iso_utc(row[TS])}",
         row[TS],
         _NO_METADATA if metadata is None else msgspec.Raw(metadata.encode()),
         row[RANK],

@@ -16,22 +16,16 @@ still a valid observation as of the fetch, so its ``source_timestamp`` is the fe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar
 
 import msgspec
 
-from cryptoetl.config import Settings
+from cryptoetl.config import DEFAULT_MAX_ITEMS_PER_PAGE, Settings
 from cryptoetl.sources.base import SNAPSHOT, Batch, JsonDict, MarketRecord, SourceType
 from cryptoetl.sources.http import HttpClient
-from cryptoetl.sources.jsonbody import (
-    as_utc,
-    compact,
-    decode_json_items,
-    market_batch,
-    market_batches,
-)
+from cryptoetl.sources.market_api import as_utc, compact, decode_json_items, market_batch
 
 VS_CURRENCY = "usd"  # prices, caps and volumes are requested in USD
 SERIES_INFO = {"venue": "source", "quote": "vs_currency", "interval": "snapshot"}
@@ -119,21 +113,19 @@ def _what(page: int | None) -> str:
     return "coingecko /coins/markets" if page is None else f"coingecko page {page}"
 
 
-def parse_markets_page(body: bytes, *, fetched_at: datetime, page: int | None = None) -> Batch:
-    """One ``/coins/markets`` body → raw payloads, records, rejects and drift (no cursor).
+def parse_markets_page(
+    body: bytes,
+    *,
+    fetched_at: datetime,
+    page: int | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS_PER_PAGE,
+) -> Batch:
+    """One ``/coins/markets`` body → its batch: raw payloads, records, rejects, drift.
 
     Raises :class:`SourceError` when the body is not a JSON array (``page`` names it).
     """
-    items = decode_json_items(body, what=_what(page))
-    return market_batch(items, CoinGeckoMarket, _record_maker(fetched_at))
-
-
-def _record_maker(fetched_at: datetime) -> Callable[[CoinGeckoMarket], MarketRecord]:
-    return lambda coin: to_market_record(coin, fetched_at)
-
-
-def _page_cursor(page: int, pages: int) -> Callable[[int, int], JsonDict]:
-    return lambda _index, _count: {"last_page": page, "pages": pages}
+    items = decode_json_items(body, what=_what(page), max_items=max_items)
+    return market_batch(items, CoinGeckoMarket, lambda coin: to_market_record(coin, fetched_at))
 
 
 class CoinGeckoSource:
@@ -164,24 +156,21 @@ class CoinGeckoSource:
         return response.body
 
     async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
-        """At least one batch per page (more when a page exceeds ``batch_size`` items).
+        """One batch per page (``batch_size`` does not cut a snapshot, see
+        :func:`~cryptoetl.sources.market_api.market_batch`).
 
         ``cursor`` is not used to skip pages: a snapshot must be complete on every run.
         """
         pages = self._settings.coingecko_pages
         for page in range(1, pages + 1):
-            body = await self._fetch_page(page)
-            items = decode_json_items(
-                body, what=_what(page), max_items=self._settings.max_items_per_page
+            batch = parse_markets_page(
+                await self._fetch_page(page),
+                fetched_at=datetime.now(UTC),
+                page=page,
+                max_items=self._settings.max_items_per_page,
             )
-            for batch in market_batches(
-                items,
-                CoinGeckoMarket,
-                _record_maker(datetime.now(UTC)),
-                batch_size=batch_size,
-                cursor=_page_cursor(page, pages),
-            ):
-                yield batch
+            batch.cursor = {"last_page": page, "pages": pages}
+            yield batch
             # A short page is the last one: asking for the next would only spend rate limit.
-            if len(items) < self._settings.coingecko_per_page:
+            if batch.processed < self._settings.coingecko_per_page:
                 return

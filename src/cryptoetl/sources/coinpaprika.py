@@ -10,22 +10,21 @@ missing ``last_updated`` falls back to the fetch time (``metadata["timestamp_sou
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, ClassVar
 
 import msgspec
 
-from cryptoetl.config import Settings
+from cryptoetl.config import DEFAULT_MAX_ITEMS_PER_PAGE, Settings
 from cryptoetl.sources.base import SNAPSHOT, Batch, JsonDict, MarketRecord, SourceType
 from cryptoetl.sources.http import HttpClient
-from cryptoetl.sources.jsonbody import (
+from cryptoetl.sources.market_api import (
     ItemError,
     as_utc,
     compact,
     decode_json_items,
     market_batch,
-    market_batches,
 )
 
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
@@ -113,19 +112,12 @@ def to_market_record(ticker: CoinPaprikaTicker, fetched_at: datetime) -> MarketR
     )
 
 
-def _record_maker(fetched_at: datetime) -> Callable[[CoinPaprikaTicker], MarketRecord]:
-    return lambda ticker: to_market_record(ticker, fetched_at)
-
-
-def parse_tickers(body: bytes, *, fetched_at: datetime) -> Batch:
-    """A ``/v1/tickers`` body (or one ticker object) → raw, records, rejects, drift."""
-    items = decode_json_items(body, what=WHAT, allow_object=True)
-    return market_batch(items, CoinPaprikaTicker, _record_maker(fetched_at))
-
-
-def _chunk_cursor(fetched_at: datetime) -> Callable[[int, int], JsonDict]:
-    stamp = fetched_at.isoformat()
-    return lambda index, count: {"last_fetch": stamp, "chunk": index + 1, "chunks": count}
+def parse_tickers(
+    body: bytes, *, fetched_at: datetime, max_items: int = DEFAULT_MAX_ITEMS_PER_PAGE
+) -> Batch:
+    """A ``/v1/tickers`` body (or one ticker object) → its batch: raw, records, rejects, drift."""
+    items = decode_json_items(body, what=WHAT, allow_object=True, max_items=max_items)
+    return market_batch(items, CoinPaprikaTicker, lambda t: to_market_record(t, fetched_at))
 
 
 class CoinPaprikaSource:
@@ -143,24 +135,16 @@ class CoinPaprikaSource:
         return {"Authorization": key.reveal()} if key else None
 
     async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
-        """``cursor`` is not used to skip anything: the snapshot is complete on every run."""
+        """The whole response as one batch (``batch_size`` does not cut a snapshot, see
+        :func:`~cryptoetl.sources.market_api.market_batch`); ``cursor`` skips nothing."""
         response = await self._http.get(
             f"{self._settings.coinpaprika_base_url}/v1/tickers",
             params={"quotes": QUOTE_CURRENCY},
             headers=self._headers(),
         )
         fetched_at = datetime.now(UTC)
-        items = decode_json_items(
-            response.body,
-            what=WHAT,
-            allow_object=True,
-            max_items=self._settings.max_items_per_page,
+        batch = parse_tickers(
+            response.body, fetched_at=fetched_at, max_items=self._settings.max_items_per_page
         )
-        for batch in market_batches(
-            items,
-            CoinPaprikaTicker,
-            _record_maker(fetched_at),
-            batch_size=batch_size,
-            cursor=_chunk_cursor(fetched_at),
-        ):
-            yield batch
+        batch.cursor = {"last_fetch": fetched_at.isoformat()}
+        yield batch

@@ -81,6 +81,7 @@ READ_CHUNK_BYTES = 64 * 1024
 # An excerpt shows 200 characters; it is taken from this much of the body, decoded and redacted
 # first (a body is never decoded whole just to quote its start).
 EXCERPT_SOURCE_BYTES = 64 * 1024
+SNIPPET_CHARS = 60
 _BUDGET_EPSILON_S = 1e-3
 
 
@@ -138,6 +139,16 @@ def is_retryable_status(status: int) -> bool:
 def body_excerpt(body: bytes, redact: Redactor) -> str:
     """The start of ``body`` on one line for a message: decoded, redacted, *then* cut."""
     return redact.excerpt(body[:EXCERPT_SOURCE_BYTES].decode("utf-8", errors="replace"))
+
+
+def body_snippet(body: bytes) -> str:
+    """The first :data:`SNIPPET_CHARS` of a body on one line, for a parser's error message.
+
+    Cut without knowing any secret (parsers have none). That is safe: the client refuses a body
+    that echoes a credential it sent, and every place a message is stored or logged redacts
+    any :data:`~cryptoetl.redaction.PARTIAL_SECRET_CHARS`-character run of a secret."""
+    text = body[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+    return " ".join(text.split())[:SNIPPET_CHARS]
 
 
 def status_text(status: int, reason: str | None) -> str:

@@ -49,8 +49,7 @@ from cryptoetl.sources.base import (
     SourceError,
     SourceType,
 )
-from cryptoetl.sources.http import HttpClient
-from cryptoetl.sources.jsonbody import body_snippet
+from cryptoetl.sources.http import HttpClient, body_snippet
 
 SUMMARY_MAX_CHARS = 2000
 TITLE_FROM_SUMMARY_WORDS = 12

@@ -31,7 +31,7 @@ import pytest
 
 from cryptoetl.redaction import PARTIAL_SECRET_CHARS
 from cryptoetl.sources.base import SourceError
-from cryptoetl.sources.jsonbody import decode_json_items
+from cryptoetl.sources.market_api import decode_json_items
 from cryptoetl.stub import Fault, StubHandle, running_stub
 
 ROOT = Path(__file__).resolve().parents[3]

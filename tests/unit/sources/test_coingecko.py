@@ -299,14 +299,15 @@ async def test_source_stops_at_empty_or_short_page() -> None:
     assert [(b.records, b.cursor) for b in batches] == [([], {"last_page": 1, "pages": 3})]
 
 
-async def test_source_splits_pages_larger_than_batch_size() -> None:
+async def test_a_page_is_one_batch_whatever_the_batch_size() -> None:
+    """A snapshot page is stored whole or not at all (one transaction), drift reported once."""
     body = msgspec.json.encode([item(id=c, extra_field=1) for c in "abcde"])
     http = FakeHttp({1: body})
     source = CoinGeckoSource(settings(coingecko_pages=1, coingecko_per_page=5), http)  # type: ignore[arg-type]
     batches = await collect(source, batch_size=2)
-    assert [len(b.records) for b in batches] == [2, 2, 1]
-    assert [len(b.drift) for b in batches] == [1, 0, 0]  # drift once per page
-    assert all(b.cursor == {"last_page": 1, "pages": 1} for b in batches)
+    assert [len(b.records) for b in batches] == [5]
+    assert [len(b.drift) for b in batches] == [1]
+    assert [b.cursor for b in batches] == [{"last_page": 1, "pages": 1}]
 
 
 async def test_source_errors_propagate() -> None:

@@ -196,19 +196,18 @@ async def collect(source: CoinPaprikaSource, batch_size: int) -> list[Batch]:
     return [batch async for batch in source.batches({}, batch_size)]
 
 
-async def test_source_splits_into_batches(fixtures_dir: Path) -> None:
+async def test_the_response_is_one_batch_whatever_the_batch_size(fixtures_dir: Path) -> None:
+    """A snapshot is stored whole or not at all: one transaction for the whole response."""
     http = FakeHttp((fixtures_dir / "coinpaprika" / "tickers.json").read_bytes())
     batches = await collect(CoinPaprikaSource(settings(), http), batch_size=5)  # type: ignore[arg-type]
-    assert [len(b.records) for b in batches] == [5, 5, 2]
-    assert [b.processed for b in batches] == [5, 5, 2]
-    cursors = [b.cursor for b in batches]
-    assert all(c is not None for c in cursors)
-    assert [(c["chunk"], c["chunks"]) for c in cursors if c] == [(1, 3), (2, 3), (3, 3)]
+    assert [(len(b.records), b.processed) for b in batches] == [(12, 12)]
+    assert batches[0].cursor is not None
+    assert set(batches[0].cursor) == {"last_fetch"}
     url, params, headers = http.calls[0]
     assert (url, params, headers) == ("http://stub/v1/tickers", {"quotes": "USD"}, None)
 
 
-async def test_source_sends_raw_key_and_reports_drift_once() -> None:
+async def test_source_sends_raw_key_and_reports_drift() -> None:
     lean = [ticker(id=f"c{i}") for i in range(3)]
     for item in lean:
         del item["beta_value"]
@@ -216,7 +215,7 @@ async def test_source_sends_raw_key_and_reports_drift_once() -> None:
     source = CoinPaprikaSource(settings(coinpaprika_api_key=Secret("pk-123")), http)  # type: ignore[arg-type]
     batches = await collect(source, batch_size=1)
     assert http.calls[0][2] == {"Authorization": "pk-123"}  # CoinPaprika: no "Bearer"
-    assert [[d.field for d in b.drift] for b in batches] == [["beta_value"], [], []]
+    assert [[d.field for d in b.drift] for b in batches] == [["beta_value"]]
 
 
 async def test_source_empty_list_is_one_empty_batch() -> None:

@@ -11,15 +11,13 @@ page of a million tiny coins would become a million assets. So the items of the 
 are counted *before* decoding (:func:`array_exceeds`, a scan of the bytes that stops at the
 limit) and a page with more than ``MAX_ITEMS_PER_PAGE`` is an error, naming the setting.
 
-Snippets of a body quoted in errors are cut here without knowing any secret. That is safe: the
-HTTP client refuses a body that echoes a credential it sent, and every place a message is
-stored or logged redacts any 8-character run of a secret (:mod:`cryptoetl.redaction`).
+Errors quote the start of a body (:func:`~cryptoetl.sources.http.body_snippet`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -29,18 +27,16 @@ from cryptoetl.config import DEFAULT_MAX_ITEMS_PER_PAGE
 from cryptoetl.redaction import EXCERPT_CHARS, truncate
 from cryptoetl.sources.base import (
     Batch,
-    JsonDict,
     MarketRecord,
     RawPayload,
-    Record,
     Reject,
     SourceError,
 )
 from cryptoetl.sources.drift import detect_drift, json_kind
+from cryptoetl.sources.http import body_snippet
 
 S = TypeVar("S", bound=msgspec.Struct)
 
-SNIPPET_CHARS = 60
 UNKNOWN_KEY = "?"
 
 _decoder = msgspec.json.Decoder()
@@ -55,12 +51,6 @@ _COMMA = ord(",")
 
 class ItemError(ValueError):
     """An item decoded but cannot become a record (e.g. no USD quote); becomes a Reject."""
-
-
-def body_snippet(body: bytes) -> str:
-    """The start of a body as readable one-line text, for error messages."""
-    text = body[: SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
-    return " ".join(text.split())[:SNIPPET_CHARS]
 
 
 def array_exceeds(body: bytes, limit: int) -> bool:
@@ -157,19 +147,19 @@ def compact(values: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def _items_batch(
-    items: Sequence[Any],
-    struct_type: type[S],
-    to_record: Callable[[S], MarketRecord],
+def market_batch(
+    items: Sequence[Any], struct_type: type[S], to_record: Callable[[S], MarketRecord]
 ) -> Batch:
-    """One raw payload per item, and a record or a reject per item (no drift, no cursor).
+    """All ``items`` of one response as one batch: a raw payload per item, a record or a reject
+    per item, and the drift of the items against ``struct_type``.
 
+    One response is one batch (one transaction): a snapshot is stored whole or not at all, and
+    a re-run fetches it whole anyway, so a checkpoint inside it would resume nothing.
     ``to_record`` may raise :class:`ItemError` for rules a Struct cannot express. A coin that
     appears twice in one response is two observations of one series and timestamp: the store's
     rule for duplicates inside a batch applies to it like to any other.
     """
     batch = Batch(processed=len(items))
-    records: list[Record] = []
     for item in items:
         key = item_key(item)
         batch.raw.append(RawPayload(source_key=key, payload=item))
@@ -178,48 +168,9 @@ def _items_batch(
         except (msgspec.ValidationError, ItemError) as exc:
             batch.rejects.append(Reject(source_key=key, payload=item, reason=str(exc)))
             continue
-        records.append(record)
-    batch.records = records
-    return batch
-
-
-def market_batch(
-    items: Sequence[Any], struct_type: type[S], to_record: Callable[[S], MarketRecord]
-) -> Batch:
-    """All ``items`` of one response as one batch, with their drift against ``struct_type``."""
-    batch = _items_batch(items, struct_type, to_record)
+        batch.records.append(record)
     batch.drift = detect_drift(struct_type, dict_items(items))
     return batch
-
-
-def market_batches(
-    items: Sequence[Any],
-    struct_type: type[S],
-    to_record: Callable[[S], MarketRecord],
-    *,
-    batch_size: int,
-    cursor: Callable[[int, int], JsonDict],
-) -> Iterator[Batch]:
-    """``items`` as batches of ``batch_size`` items; ``cursor(index, count)`` for each.
-
-    Drift is detected once over all items and reported with the first batch only, so one
-    response never stores the same drift event twice.
-    """
-    drift = detect_drift(struct_type, dict_items(items))
-    chunks = chunked(items, batch_size)
-    for index, chunk in enumerate(chunks):
-        batch = _items_batch(chunk, struct_type, to_record)
-        batch.drift = drift if index == 0 else []
-        batch.cursor = cursor(index, len(chunks))
-        yield batch
-
-
-def chunked(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
-    """``items`` in slices of ``size``; an empty list gives one empty slice (one batch)."""
-    if not items:
-        return [items]
-    step = max(1, size)
-    return [items[start : start + step] for start in range(0, len(items), step)]
 
 
 def dict_items(items: Sequence[Any]) -> list[Mapping[str, Any]]:

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -361,12 +361,3 @@ def load_settings_or_exit(env: Mapping[str, str] | None = None) -> Settings:
     except ConfigError as exc:
         print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def settings_summary(settings: Settings) -> dict[str, Any]:
-    """A log-safe view of the settings (secrets and credentials in URLs redacted)."""
-    redact = settings.redactor()
-    return {
-        field: repr(value) if isinstance(value, Secret | DatabaseUrl) else redact.redact_json(value)
-        for field, value in msgspec.structs.asdict(settings).items()
-    }

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from cryptoetl.config import ConfigError, Secret, load_settings, settings_summary
+from cryptoetl.config import ConfigError, Secret, load_settings
 
 URL = "postgresql://etl:hunter2-password@db.example:5432/cryptoetl"
 
@@ -142,7 +142,7 @@ def test_credentials_in_configured_urls_are_secrets_and_never_shown() -> None:
         assert credential in secrets
     assert "postgres" not in secrets
     assert "reader" not in secrets  # a user name with a password is not the secret
-    shown = repr(settings_summary(settings))
+    shown = settings.redactor()(repr(settings))  # what a log line of the settings shows
     for credential in (FEED_TOKEN, "w0rd", "gecko-token"):
         assert credential not in shown
     assert "https://news.example/rss?token=***&lang=en" in shown

@@ -293,13 +293,6 @@ class DateParser:
         )
 
 
-def parse_date(
-    text: str, date_order: DateOrder | None = None, *, unix_column: bool = False
-) -> datetime:
-    """One date cell as a UTC datetime (for a whole file the order comes from all its rows)."""
-    return DateParser(date_order, unix_column=unix_column).parse(text)
-
-
 def decide_date_order(first_gt12: bool, second_gt12: bool, sep: str | None) -> FileDateOrder:
     """The day/month rule of the module doc, from a file's evidence."""
     if first_gt12 and second_gt12:

@@ -11,7 +11,7 @@ from typing import ClassVar
 from cryptoetl.config import Settings
 from cryptoetl.sources.base import Batch, JsonDict, SourceType
 from cryptoetl.sources.csv.checkpoint import FileState, RunStates, load_states, plan, resolve_paths
-from cryptoetl.sources.csv.options import ColumnMap, options_hash, parse_column_map
+from cryptoetl.sources.csv.options import options_hash, parse_column_map
 from cryptoetl.sources.csv.reader import FileReader
 from cryptoetl.sources.csv.stream import Limits, echo, open_regular
 
@@ -29,10 +29,6 @@ class CsvSource:
             max_fields=settings.csv_max_fields,
             max_record_lines=settings.csv_max_record_lines,
         )
-
-    @property
-    def column_map(self) -> ColumnMap:
-        return self._column_map
 
     async def batches(self, cursor: JsonDict, batch_size: int) -> AsyncIterator[Batch]:
         """Yield each file's new rows in batches; each batch carries the complete cursor.

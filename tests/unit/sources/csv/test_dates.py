@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cryptoetl.sources.csv.dates import decide_date_order, naive_iso_suffix, parse_date
+from cryptoetl.sources.csv.dates import DateParser, decide_date_order, naive_iso_suffix
 
 from .support import by_time, last_cursor, records, rejects, run, source, utc, warnings, write
 
@@ -47,19 +47,21 @@ from .support import by_time, last_cursor, records, rejects, run, source, utc, w
     ],
 )
 def test_parse_date(text: str, order: Any, expected: datetime) -> None:
-    value = parse_date(text, order)
+    value = DateParser(order).parse(text)
     assert value == expected
     assert value.tzinfo is UTC
 
 
 def test_parse_date_unix_column_keeps_8_digit_epochs() -> None:
-    assert parse_date("20200114", unix_column=True) == datetime.fromtimestamp(20200114, UTC)
+    assert DateParser(None, unix_column=True).parse("20200114") == datetime.fromtimestamp(
+        20200114, UTC
+    )
 
 
 @pytest.mark.parametrize("text", ["", "yesterday", "13/13/2020", "2020-02-30", "1/2/345"])
 def test_parse_date_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
-        parse_date(text, "mdy")
+        DateParser("mdy").parse(text)
 
 
 @pytest.mark.parametrize("text", ["1.56869E+12", "1.56869e+12", "1.5688E+09"])
@@ -67,7 +69,7 @@ def test_an_epoch_in_exponent_notation_is_refused(text: str) -> None:
     # Excel shows a 13-digit number as 1.56869E+12 and writes that back: the last digits (up
     # to 1.4 hours here) are gone, so the value must not become a timestamp.
     with pytest.raises(ValueError, match="exponent notation"):
-        parse_date(text, unix_column=True)
+        DateParser(None, unix_column=True).parse(text)
 
 
 def test_decide_date_order_rule() -> None:

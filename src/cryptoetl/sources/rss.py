@@ -449,7 +449,6 @@ def parse_feed(
 def _entries_batch(entries: Iterable[Mapping[str, Any]], ctx: _FeedContext) -> Batch:
     batch = Batch()
     records: list[Record] = []
-    seen: set[str] = set()
     for entry in entries:
         batch.processed += 1
         payload = raw_entry(entry)
@@ -462,12 +461,8 @@ def _entries_batch(entries: Iterable[Mapping[str, Any]], ctx: _FeedContext) -> B
             continue
         key = f"{ctx.feed_url}#{record.source_id}"
         batch.raw.append(RawPayload(source_key=key, payload=payload))
-        if record.source_id in seen:
-            # One batch must not upsert the same row twice; the first occurrence wins.
-            reason = f"duplicate of an earlier entry with identity {record.source_id!r}"
-            batch.rejects.append(Reject(source_key=key, payload=payload, reason=reason))
-            continue
-        seen.add(record.source_id)
+        # Two entries with one identity both go on: the store's rule for duplicates inside a
+        # batch (the later wins, the earlier counted unchanged) applies as for every source.
         records.append(record)
     batch.records = records
     return batch

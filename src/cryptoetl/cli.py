@@ -67,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of recorded responses (default ./fixtures)",
     )
     stub.add_argument("--faults", default="", help="fault spec (see cryptoetl.stub.server)")
+    stub.add_argument(
+        "--frozen",
+        action="store_true",
+        default=None,
+        help="replay the recorded bytes exactly (default: live, moved to now; STUB_FROZEN=1)",
+    )
+    stub.add_argument(
+        "--seed", type=int, help="live: the price walk's seed (default STUB_SEED, else 0)"
+    )
+    stub.add_argument(
+        "--step",
+        type=int,
+        metavar="SECONDS",
+        help="live: seconds between two upstream refreshes (default STUB_STEP_S, else 60)",
+    )
 
     migrate = sub.add_parser(
         "migrate", help="alembic upgrade head against DATABASE_URL, once the database answers"
@@ -153,11 +168,19 @@ def _api(args: argparse.Namespace) -> int:
 
 
 def _stub(args: argparse.Namespace) -> int:
+    from cryptoetl.stub.replay import replay_mode
     from cryptoetl.stub.server import serve
 
     _settings()  # for logging configuration
+    try:
+        mode = replay_mode(frozen=args.frozen, seed=args.seed, step_s=args.step)
+    except ValueError as exc:
+        print(f"cryptoetl: {exc}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.port, args.fixtures, host=args.host, faults=args.faults or None))
+        asyncio.run(
+            serve(args.port, args.fixtures, host=args.host, faults=args.faults or None, mode=mode)
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cryptoetl.stub.replay import FROZEN
 from cryptoetl.stub.server import StubHandle, running_stub
 from tests.pg import TestDatabase
 
@@ -28,7 +29,9 @@ class WorkerResult:
 
 @pytest.fixture
 async def stub(fixtures_dir: Path) -> AsyncIterator[StubHandle]:
-    async with running_stub(fixtures_dir) as handle:
+    """The stub, frozen: these tests compare with the fixtures' exact values and rerun the
+    worker expecting nothing new upstream (a live stub would move on between two runs)."""
+    async with running_stub(fixtures_dir, mode=FROZEN) as handle:
         yield handle
 
 

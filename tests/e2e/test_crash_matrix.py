@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cryptoetl.stub.replay import FROZEN
 from cryptoetl.stub.server import StubHandle, running_stub
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.e2e.test_crash_resume import _start_and_kill, snapshot, write_large_csv
@@ -95,7 +96,7 @@ async def test_random_sigkills_then_resume_equal_a_clean_run(
     big = tmp_path / "big.csv"
     write_large_csv(big, CSV_ROWS, seed=99)
     fixtures = paged_fixtures(fixtures_dir, tmp_path / "fixtures")
-    async with running_stub(fixtures, faults=SLOW_UPSTREAMS) as stub:
+    async with running_stub(fixtures, faults=SLOW_UPSTREAMS, mode=FROZEN) as stub:
         with fresh_database(pg_server) as clean:
             result = await run_worker(_env(clean, stub, big))
             assert result.returncode == 0, result.stdout[-3000:]

@@ -21,6 +21,7 @@ import pytest
 from cryptoetl.sources.coingecko import parse_markets_page
 from cryptoetl.sources.coinpaprika import parse_tickers
 from cryptoetl.sources.rss import parse_feed
+from cryptoetl.stub.replay import FROZEN
 from cryptoetl.stub.server import ALWAYS, Fault, StubHandle, running_stub
 from tests.e2e.conftest import WorkerResult, query, run_worker, worker_env
 from tests.pg import TestDatabase
@@ -88,7 +89,7 @@ async def clean_run_restores_everything(
     db: TestDatabase, fixtures_dir: Path, csv_dir: Path, source: str
 ) -> None:
     """After whatever happened before: a clean run against the genuine fixtures is complete."""
-    async with running_stub(fixtures_dir) as clean:
+    async with running_stub(fixtures_dir, mode=FROZEN) as clean:
         result = await run_worker(worker_env(db, clean, str(csv_dir), **FAST), "--source", source)
     no_crash(result)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -238,7 +239,7 @@ async def test_html_page_with_status_200_is_a_recorded_failure(
     }[source]
     for name in files:
         (broken / name).write_text(HTML_PAGE)
-    async with running_stub(broken) as html_stub:
+    async with running_stub(broken, mode=FROZEN) as html_stub:
         env = worker_env(clean_db, html_stub, str(csv_dir), **FAST)
         result = await run_worker(env, "--source", source)
     no_crash(result)
@@ -278,7 +279,7 @@ async def test_coingecko_renamed_optional_field_is_drift_and_still_ingested(
     drifted = copy_fixtures(fixtures_dir, tmp_path)
     for page in sorted((drifted / "coingecko").glob("markets_page_*.json")):
         _edit_json(page, _rename("current_price", "current_price_usd"))
-    async with running_stub(drifted) as drift_stub:
+    async with running_stub(drifted, mode=FROZEN) as drift_stub:
         env = worker_env(clean_db, drift_stub, str(csv_dir), **FAST)
         result = await run_worker(env, "--source", "coingecko")
     no_crash(result)
@@ -309,7 +310,7 @@ async def test_coingecko_renamed_required_field_rejects_with_reasons_then_recove
     page_one = drifted / "coingecko" / "markets_page_1.json"
     _edit_json(page_one, _rename("symbol", "ticker"))
     rejected_items = len(json.loads(page_one.read_text()))
-    async with running_stub(drifted) as drift_stub:
+    async with running_stub(drifted, mode=FROZEN) as drift_stub:
         env = worker_env(clean_db, drift_stub, str(csv_dir), **FAST)
         result = await run_worker(env, "--source", "coingecko")
     no_crash(result)
@@ -343,7 +344,7 @@ async def test_one_wrong_typed_item_is_rejected_and_the_rest_ingested(
 
     _edit_json(broken / "coingecko" / "markets_page_1.json", gecko)
     _edit_json(broken / "coinpaprika" / "tickers.json", paprika)
-    async with running_stub(broken) as bad_stub:
+    async with running_stub(broken, mode=FROZEN) as bad_stub:
         env = worker_env(clean_db, bad_stub, str(csv_dir), **FAST)
         result = await run_worker(env, "--source", "coingecko", "--source", "coinpaprika")
     no_crash(result)

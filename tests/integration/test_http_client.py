@@ -15,7 +15,7 @@ from aiohttp import web
 
 from cryptoetl.config import Settings, load_settings
 from cryptoetl.sources.http import HttpClient, HttpResponse, UpstreamError
-from cryptoetl.stub import Fault, StubHandle, running_stub
+from cryptoetl.stub import FROZEN, Fault, StubHandle, running_stub
 
 TICKERS = b'[{"id": "btc-bitcoin", "symbol": "BTC", "quotes": {"USD": {"price": 1.0}}}]'
 SECRET = "CG-very-secret-key-123"
@@ -40,7 +40,7 @@ async def stub_and_client(
     tmp_path: Path, faults: list[Fault] | str = "", **env: str
 ) -> AsyncIterator[tuple[StubHandle, HttpClient]]:
     async with (
-        running_stub(make_fixtures(tmp_path), faults=faults) as stub,
+        running_stub(make_fixtures(tmp_path), faults=faults, mode=FROZEN) as stub,
         HttpClient(settings(**env), backoff_initial_s=FAST_BACKOFF) as http,
     ):
         yield stub, http
@@ -402,8 +402,8 @@ async def test_credentials_in_a_location_are_never_used() -> None:
 
 async def test_url_credentials_travel_as_authorization_and_stay_home(tmp_path: Path) -> None:
     async with (
-        running_stub(make_fixtures(tmp_path / "a")) as stub,
-        running_stub(make_fixtures(tmp_path / "b"), host="127.0.0.2") as other,
+        running_stub(make_fixtures(tmp_path / "a"), mode=FROZEN) as stub,
+        running_stub(make_fixtures(tmp_path / "b"), host="127.0.0.2", mode=FROZEN) as other,
         HttpClient(settings()) as http,
     ):
         stub.set_faults([Fault(path="/v1", kind="redirect", location=other.base_url)])

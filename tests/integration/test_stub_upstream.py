@@ -20,7 +20,7 @@ from unittest.mock import ANY
 import aiohttp
 import pytest
 
-from cryptoetl.stub import Fault, StubHandle, parse_faults, running_stub, serve
+from cryptoetl.stub import FROZEN, Fault, ReplayMode, StubHandle, parse_faults, running_stub, serve
 from cryptoetl.stub.server import ALWAYS
 
 TICKERS = b'[{"id": "btc-bitcoin", "symbol": "BTC"}]'
@@ -45,10 +45,11 @@ def make_fixtures(root: Path) -> Path:
 
 @asynccontextmanager
 async def stub_session(
-    tmp_path: Path, faults: list[Fault] | str = ""
+    tmp_path: Path, faults: list[Fault] | str = "", mode: ReplayMode = FROZEN
 ) -> AsyncIterator[tuple[StubHandle, aiohttp.ClientSession]]:
+    """The stub on our tiny fixtures, frozen unless asked: most tests compare exact bytes."""
     async with (
-        running_stub(make_fixtures(tmp_path), faults=faults) as stub,
+        running_stub(make_fixtures(tmp_path), faults=faults, mode=mode) as stub,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session,
     ):
         yield stub, session

@@ -1,5 +1,6 @@
-"""A stub upstream replaying recorded files on loopback, with fault injection (tests, demos)."""
+"""A stub upstream replaying recorded files on loopback, live or frozen, with fault injection."""
 
+from cryptoetl.stub.replay import FROZEN, Frozen, Live, ReplayMode, replay_mode
 from cryptoetl.stub.server import (
     Fault,
     RequestLogEntry,
@@ -12,12 +13,17 @@ from cryptoetl.stub.server import (
 )
 
 __all__ = [
+    "FROZEN",
     "Fault",
+    "Frozen",
+    "Live",
+    "ReplayMode",
     "RequestLogEntry",
     "StubHandle",
     "StubState",
     "build_app",
     "parse_faults",
+    "replay_mode",
     "running_stub",
     "serve",
 ]

@@ -1,5 +1,11 @@
 """Stub upstream: replays recorded files on loopback, with fault injection.
 
+Live or frozen (:mod:`cryptoetl.stub.replay`): by default the fixtures are served *live*, moved
+to the current time step (60 s unless ``--step``) with prices on a seeded walk (``--seed``), so a
+demo shows moving prices, history and fresh timestamps (:mod:`cryptoetl.stub.live`). *Frozen*
+(``--frozen``, ``STUB_FROZEN=1``, ``mode=FROZEN``) serves the recorded bytes exactly, for the
+tests that compare with them. Faults apply alike in both.
+
 Routes (the real upstream paths, so only base URLs change):
 
 * ``GET /v1/tickers`` -> ``{fixtures}/coinpaprika/tickers.json``
@@ -8,9 +14,9 @@ Routes (the real upstream paths, so only base URLs change):
   (``N`` defaults to 1; a page without a file answers ``[]``;
   ``COINGECKO_BASE_URL=http://127.0.0.1:P/api/v3``)
 * ``GET /rss`` -> ``{fixtures}/rss/feed.xml``, ``GET /rss/{name}`` -> ``{fixtures}/rss/{name}.xml``
-  (``application/rss+xml`` with ``ETag`` = hash of the bytes and ``Last-Modified`` = file mtime;
-  ``304`` when ``If-None-Match`` matches, or, without ``If-None-Match``, when
-  ``If-Modified-Since`` is not older than the mtime)
+  (``application/rss+xml`` with ``ETag`` = hash of the bytes served and ``Last-Modified`` = file
+  mtime, or live the newest date served when later; ``304`` when ``If-None-Match`` matches, or,
+  without ``If-None-Match``, when ``If-Modified-Since`` is not older than ``Last-Modified``)
 * ``GET /`` -> ``200 ok``
 
 Control endpoints (never logged, never faulted):
@@ -94,6 +100,7 @@ from aiohttp.typedefs import Handler
 
 from cryptoetl.logs import access_level
 from cryptoetl.redaction import redact_url
+from cryptoetl.stub.replay import ReplayMode, replay_mode
 
 logger = logging.getLogger("cryptoetl.stub")
 access_logger = logging.getLogger("cryptoetl.stub.access")
@@ -211,6 +218,7 @@ class StubState:
     """Faults and the request log of one stub app (shared by its handlers and tests)."""
 
     fixtures_dir: Path
+    mode: ReplayMode
     faults: list[_ActiveFault] = field(default_factory=list)
     requests: list[RequestLogEntry] = field(default_factory=list)
 
@@ -417,11 +425,11 @@ async def _root(request: web.Request) -> web.Response:
 
 
 async def _tickers(request: web.Request) -> web.Response:
-    fixtures = request.app[STATE_KEY].fixtures_dir
-    body = await _read(fixtures / "coinpaprika" / "tickers.json")
+    state = request.app[STATE_KEY]
+    body = await _read(state.fixtures_dir / "coinpaprika" / "tickers.json")
     if body is None:
         return _not_found("coinpaprika/tickers.json")
-    return web.Response(body=body, content_type="application/json")
+    return web.Response(body=state.mode.tickers(body), content_type="application/json")
 
 
 async def _markets(request: web.Request) -> web.Response:
@@ -429,28 +437,30 @@ async def _markets(request: web.Request) -> web.Response:
     if not raw.isdigit() or int(raw) < 1:
         error = msgspec.json.encode({"error": f"invalid page {raw!r}"})
         return web.Response(status=400, body=error, content_type="application/json")
-    fixtures = request.app[STATE_KEY].fixtures_dir
-    body = await _read(fixtures / "coingecko" / f"markets_page_{int(raw)}.json")
-    return web.Response(body=b"[]" if body is None else body, content_type="application/json")
+    state = request.app[STATE_KEY]
+    body = await _read(state.fixtures_dir / "coingecko" / f"markets_page_{int(raw)}.json")
+    page = b"[]" if body is None else state.mode.markets(body)
+    return web.Response(body=page, content_type="application/json")
 
 
 async def _rss(request: web.Request) -> web.Response:
     name = request.match_info.get("name", "feed")
-    path = request.app[STATE_KEY].fixtures_dir / "rss" / f"{name}.xml"
-    body = await _read(path)
-    if body is None:
+    state = request.app[STATE_KEY]
+    path = state.fixtures_dir / "rss" / f"{name}.xml"
+    recorded = await _read(path)
+    if recorded is None:
         return _not_found(f"rss/{name}.xml")
-    mtime = int(path.stat().st_mtime)
+    body, last_modified = state.mode.feed(recorded, path.stat().st_mtime)
     headers = {
         "ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"',
-        "Last-Modified": formatdate(mtime, usegmt=True),
+        "Last-Modified": formatdate(last_modified, usegmt=True),
     }
-    if _not_modified(request, headers["ETag"], mtime):
+    if _not_modified(request, headers["ETag"], last_modified):
         return web.Response(status=304, headers=headers)
     return web.Response(body=body, headers=headers, content_type=RSS_CONTENT_TYPE)
 
 
-def _not_modified(request: web.Request, etag: str, mtime: int) -> bool:
+def _not_modified(request: web.Request, etag: str, last_modified: int) -> bool:
     """RFC 9110: ``If-None-Match`` wins; otherwise ``If-Modified-Since`` is compared."""
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match is not None:
@@ -463,7 +473,7 @@ def _not_modified(request: web.Request, etag: str, mtime: int) -> bool:
         since = parsedate_to_datetime(if_modified_since).timestamp()
     except (TypeError, ValueError, IndexError):
         return False
-    return since >= mtime
+    return since >= last_modified
 
 
 # --------------------------------------------------------------------------- control routes
@@ -501,9 +511,14 @@ async def _post_reset(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- app and runners
 
 
-def build_app(fixtures_dir: Path, faults: Sequence[Fault] | str | None = None) -> web.Application:
-    """The stub app; ``faults=None`` reads the ``STUB_FAULTS`` environment variable."""
-    state = StubState(fixtures_dir=Path(fixtures_dir))
+def build_app(
+    fixtures_dir: Path,
+    faults: Sequence[Fault] | str | None = None,
+    mode: ReplayMode | None = None,
+) -> web.Application:
+    """The stub app; ``faults=None`` reads ``STUB_FAULTS``, ``mode=None`` the replay mode's
+    variables (:func:`cryptoetl.stub.replay.replay_mode`: live unless ``STUB_FROZEN=1``)."""
+    state = StubState(fixtures_dir=Path(fixtures_dir), mode=replay_mode() if mode is None else mode)
     state.set_faults(os.environ.get("STUB_FAULTS", "") if faults is None else faults)
     app = web.Application(middlewares=[_fault_middleware])
     app[STATE_KEY] = state
@@ -591,9 +606,10 @@ async def running_stub(
     *,
     faults: Sequence[Fault] | str | None = None,
     host: str = "127.0.0.1",
+    mode: ReplayMode | None = None,
 ) -> AsyncIterator[StubHandle]:
     """Run the stub on ``host:port`` (0 = a free port) for the duration of the block."""
-    app = build_app(fixtures_dir, faults=faults)
+    app = build_app(fixtures_dir, faults=faults, mode=mode)
     runner, bound = await _start(app, host, port, access_log=False)
     try:
         yield StubHandle(base_url=f"http://{host}:{bound}", state=app[STATE_KEY])
@@ -606,16 +622,24 @@ async def serve(
     fixtures_dir: Path,
     host: str = "127.0.0.1",
     faults: Sequence[Fault] | str | None = None,
+    mode: ReplayMode | None = None,
 ) -> None:
     """Serve the stub until cancelled (``cryptoetl stub-upstream --port P --fixtures DIR``)."""
-    app = build_app(fixtures_dir, faults=faults)
+    app = build_app(fixtures_dir, faults=faults, mode=mode)
     runner, bound = await _start(app, host, port, access_log=True)
+    replay = app[STATE_KEY].mode.describe()
     logger.info(
-        "stub upstream listening on http://%s:%d (fixtures %s)",
+        "stub upstream listening on http://%s:%d (fixtures %s, %s)",
         host,
         bound,
         fixtures_dir,
-        extra={"event": "stub_started", "port": bound, "fixtures": str(fixtures_dir)},
+        replay,
+        extra={
+            "event": "stub_started",
+            "port": bound,
+            "fixtures": str(fixtures_dir),
+            "replay": replay,
+        },
     )
     try:
         await asyncio.Event().wait()

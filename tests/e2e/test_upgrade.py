@@ -177,7 +177,7 @@ def rerun_adds_nothing(tree: Path, db: TestDatabase) -> None:
     predate the series), and land on the series the migration gave their rows."""
     stub_port = free_port()
     stub = [sys.executable, "-m", "cryptoetl", "stub-upstream", "--port", str(stub_port),
-            "--fixtures", str(tree / "fixtures")]  # fmt: skip
+            "--fixtures", str(tree / "fixtures"), "--frozen"]  # fmt: skip
     base = f"http://127.0.0.1:{stub_port}"
     env = db.env(
         CSV_PATHS=str(tree / "fixtures" / "csv"),

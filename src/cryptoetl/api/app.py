@@ -25,7 +25,7 @@ from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.listener import ChangeListener
 from cryptoetl.api.metrics import Registry
 from cryptoetl.api.requestid import RequestContext
-from cryptoetl.api.responses import Caches
+from cryptoetl.api.responses import CachedAnswers, Caches
 from cryptoetl.config import ConfigError, Settings, load_settings
 from cryptoetl.logs import configure_logging
 
@@ -100,7 +100,8 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Wrap the whole pipeline, routing included, so even a 404 gets an id, a log line and a
     # metric (Litestar's middleware list only runs for matched routes).
-    app.asgi_handler = RequestContext(app.asgi_handler, registry)
+    # Cached answers are sent before routing, inside the request context (ids, logs, metrics).
+    app.asgi_handler = RequestContext(CachedAnswers(app.asgi_handler, caches.responses), registry)
     return app
 
 

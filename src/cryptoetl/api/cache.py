@@ -48,14 +48,15 @@ class Cached:
     head: bytes  # the body up to the request id
     tail: bytes  # the body after the latency
     etag: str
+    route: str  # the route's path template, for the metrics of answers given before routing
 
     @classmethod
-    def make(cls, body: bytes) -> Cached:
+    def make(cls, body: bytes, route: str) -> Cached:
         """Split a body encoded with the placeholders; its ETag covers what stays fixed."""
         head, tail = body.split(_MARKER, 1)
         digest = hashlib.blake2b(head + b"\0" + tail, digest_size=16).digest()
         etag = '"' + base64.urlsafe_b64encode(digest).rstrip(b"=").decode() + '"'
-        return cls(head, tail, etag)
+        return cls(head, tail, etag, route)
 
     def body(self, request_id: str, latency_ms: float) -> bytes:
         return b"".join(

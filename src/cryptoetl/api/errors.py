@@ -221,7 +221,11 @@ def request_id_of(request: Request[Any, Any, Any]) -> str:
 
 def latency_ms(request: Request[Any, Any, Any]) -> float:
     """Milliseconds since the request context middleware saw the request."""
-    started = request.scope.get("state", {}).get("request_started")
+    return elapsed_ms(request.scope.get("state", {}).get("request_started"))
+
+
+def elapsed_ms(started: object) -> float:
+    """Milliseconds since ``started`` (a ``perf_counter`` value), floored to microseconds."""
     if not isinstance(started, float):
         return 0.0
     elapsed = (time.perf_counter() - started) * 1000

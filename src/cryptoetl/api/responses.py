@@ -9,6 +9,11 @@ replaced per answer.
 
 ``Cache-Control: no-cache``: clients and proxies may keep a copy but must revalidate it (cheaply,
 with ``If-None-Match``) before using it, because the data changes with every worker commit.
+
+A hit is answered by :class:`CachedAnswers`, in front of Litestar's routing: the same bytes
+and headers the handler would send, without routing, dependency injection or parameter
+parsing, which cost more than the answer itself. It can only answer what a handler cached for
+that exact path and query string, so validation and errors stay the handler's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response
+from litestar.enums import ScopeType
+from litestar.types import (
+    ASGIApp,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Receive,
+    Scope,
+    Send,
+)
 
 from cryptoetl.api.cache import (
     LATENCY_PLACEHOLDER,
@@ -26,7 +40,7 @@ from cryptoetl.api.cache import (
     TaggedCache,
 )
 from cryptoetl.api.data.render import SeriesDocs
-from cryptoetl.api.errors import JSON, latency_ms, request_id_of
+from cryptoetl.api.errors import JSON, elapsed_ms, latency_ms, request_id_of
 from cryptoetl.api.schemas import Meta
 
 CACHE_CONTROL = "no-cache"
@@ -62,12 +76,15 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
-def answer(request: Request[Any, Any, Any], entry: Cached) -> Response[bytes]:
-    headers = {"ETag": entry.etag, "Cache-Control": CACHE_CONTROL}
-    if etag_matches(request.headers.get("if-none-match"), entry.etag):
-        return Response(b"", status_code=304, headers=headers)
-    body = entry.body(request_id_of(request), latency_ms(request))
-    return Response(body, media_type=JSON, headers=headers)
+def reply(
+    entry: Cached, if_none_match: str | None, request_id: str, latency: float
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of a cached answer (both paths send exactly these)."""
+    headers = {"etag": entry.etag, "cache-control": CACHE_CONTROL}
+    if etag_matches(if_none_match, entry.etag):
+        return 304, headers, b""
+    headers["content-type"] = JSON
+    return 200, headers, entry.body(request_id, latency)
 
 
 async def cached_json(
@@ -77,9 +94,57 @@ async def cached_json(
 ) -> Response[bytes]:
     key = (request.scope["path"], request.scope["query_string"])
     entry = caches.responses.get(key)
-    if entry is None:
+    if entry is None:  # usual: a hit is answered before routing (CachedAnswers)
         tags, render = prepare()
         token = caches.responses.token(tags)
-        entry = Cached.make(await render())
+        route = request.scope.get("path_template") or request.scope["path"]
+        entry = Cached.make(await render(), route)
         caches.responses.put(key, entry, tags, token)
-    return answer(request, entry)
+    status, headers, body = reply(
+        entry, request.headers.get("if-none-match"), request_id_of(request), latency_ms(request)
+    )
+    return Response(body, status_code=status, headers=headers, media_type=JSON)
+
+
+class CachedAnswers:
+    """ASGI layer: a GET or HEAD whose path and query string are in the response cache is
+    answered from it before Litestar sees the request (see the module doc)."""
+
+    def __init__(self, app: ASGIApp, cache: TaggedCache[Cached]) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope.get("method")
+        entry = None
+        if scope["type"] == ScopeType.HTTP and method in ("GET", "HEAD"):
+            entry = self.cache.get((scope["path"], scope["query_string"]))
+        if entry is None:
+            await self.app(scope, receive, send)
+            return
+        scope["path_template"] = entry.route
+        state = scope.get("state", {})
+        request_id = state.get("request_id", "-")
+        latency = elapsed_ms(state.get("request_started"))
+        status, headers, body = reply(entry, _header(scope, b"if-none-match"), request_id, latency)
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": raw,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": b"" if method == "HEAD" else body,
+            "more_body": False,
+        }
+        await send(end)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

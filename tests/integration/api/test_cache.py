@@ -106,7 +106,8 @@ async def test_a_commit_invalidates_what_it_changed_and_nothing_else(
         assert body(await client.get(RSS_PAGE))["data"] == first["data"]
         # ...and a commit to rss (the worker's write path) drops it.
         await write_news(engine, "Cache test: Bitcoin rallies")
-        await wait_until(lambda: len(app.state.caches.responses) <= 1)
+        rss_key = ("/data", b"source_type=rss&page_size=5")
+        await wait_until(lambda: rss_key not in app.state.caches.responses)
         fresh = body(await client.get(RSS_PAGE))
         assert fresh["data"][0]["title"] == "Cache test: Bitcoin rallies"
         assert any("Hidden" in (i["description"] or "") for i in fresh["data"])
@@ -157,6 +158,41 @@ async def test_etag_304_and_request_ids_per_request(
     # After a change the same validator is rechecked against freshly read data: still equal
     # content (nothing really changed) gives the same ETag, hence a 304.
     assert (await client.get(RSS_PAGE, headers={"If-None-Match": etag})).status_code == 304
+
+
+async def test_an_answer_from_before_routing_is_the_handlers_answer(
+    live: tuple[Litestar, httpx.AsyncClient],
+) -> None:
+    """The first request is answered by the handler, the next ones before routing: the same
+    status, headers and bytes (but the per-request fields), HEAD without the body, and the
+    metrics count both under the route."""
+    app, client = live
+    path = "/data?source_type=rss&page_size=3"
+    assert ("/data", b"source_type=rss&page_size=3") not in app.state.caches.responses
+    by_handler = await client.get(path)
+    from_cache = await client.get(path)
+    assert ("/data", b"source_type=rss&page_size=3") in app.state.caches.responses
+
+    def comparable(response: httpx.Response) -> tuple[Any, ...]:
+        # The latency's digits make the length vary.
+        per_request = ("x-request-id", "content-length")
+        headers = {k: v for k, v in response.headers.items() if k not in per_request}
+        content = body(response)
+        content["metadata"].pop("request_id")
+        content["metadata"].pop("api_latency_ms")
+        return response.status_code, headers, content
+
+    assert comparable(by_handler) == comparable(from_cache)
+    assert set(by_handler.headers) == set(from_cache.headers)
+    assert by_handler.headers["content-type"] == "application/json"
+    head = await client.head(path)
+    assert (head.status_code, head.content) == (200, b"")
+    # The length of the GET it stands for (but the latency's digits).
+    assert abs(int(head.headers["content-length"]) - len(from_cache.content)) < 8
+    metrics = (await client.get("/metrics")).text
+    served = [line for line in metrics.splitlines() if 'route="/data"' in line and "_count" in line]
+    assert served, "cached answers are counted under their route"
+    assert 'route="unmatched"' not in metrics
 
 
 async def test_no_listener_no_cache_and_reconnecting_starts_empty(

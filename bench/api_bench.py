@@ -8,8 +8,9 @@
    a database already filled.
 2. Starts the API (``granian --interface asgi cryptoetl.api.app:app``, one worker, the
    read-only login) and, for the ceilings,
-   * **static**: Litestar on Granian answering the API's own page-1 bytes from memory
-     (``bench/static_app.py``): what no handler of ours can beat;
+   * **static**: Granian answering the API's own page-1 bytes from memory through a bare ASGI
+     callable (``bench/static_app.py``): what no design of ours can beat (the API answers
+     cached pages through the same server and interface);
    * **pre-rendered**: pgbench (``-M prepared``) reading 51 pre-rendered items by index from a
      table of the API's items (``bench_prerendered``): the cheapest possible database read of a
      page; ``at random depth`` reads them below a random timestamp, as unique requests do.
@@ -168,10 +169,10 @@ async def prerender(url: str) -> int:
 
 
 def granian(
-    app: str, port: int, env: dict[str, str], cwd: Path, log: Path
+    app: str, port: int, env: dict[str, str], cwd: Path, log: Path, workers: int
 ) -> subprocess.Popen[bytes]:
     command = [
-        sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1",
+        sys.executable, "-m", "granian", "--interface", "asgi", "--workers", str(workers),
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", app,
     ]  # fmt: skip
     with log.open("wb") as out:
@@ -278,7 +279,8 @@ def run(args: argparse.Namespace) -> None:
     api_port, static_port = free_port(), free_port()
     api_env = {**os.environ, "API_DATABASE_URL": reader, "LOG_LEVEL": "WARNING"}
     api_env.pop("DATABASE_URL", None)
-    api = granian("cryptoetl.api.app:app", api_port, api_env, REPO_ROOT, workdir / "api.log")
+    api = granian("cryptoetl.api.app:app", api_port, api_env, REPO_ROOT, workdir / "api.log",
+                  args.workers)  # fmt: skip
     static = None
     try:
         base = f"http://127.0.0.1:{api_port}"
@@ -287,7 +289,7 @@ def run(args: argparse.Namespace) -> None:
         body_file.write_bytes(page_one)
         static_env = {**os.environ, "STATIC_BODY_FILE": str(body_file)}
         static = granian("static_app:app", static_port, static_env, Path(__file__).parent,
-                         workdir / "static.log")  # fmt: skip
+                         workdir / "static.log", args.workers)  # fmt: skip
         wait_http(f"http://127.0.0.1:{static_port}/data")
         static_rps = wrk(f"http://127.0.0.1:{static_port}/data", args.duration, args.connections)
         lua = workdir / "unique_until.lua"
@@ -313,13 +315,18 @@ def run(args: argparse.Namespace) -> None:
                 server.wait(10)
     pre_page = pgbench(reader, CEILING_PAGE, args.duration, hours)
     pre_depth = pgbench(reader, CEILING_AT_DEPTH, args.duration, hours)
-    print_table(rows, static_rps.rps, pre_page, pre_depth, stored_rows(url))
+    print_table(rows, static_rps.rps, pre_page, pre_depth, stored_rows(url), args.workers)
 
 
-def print_table(rows: list[Row], static: float, pre_page: float, pre_depth: float, n: int) -> None:
-    print(f"\n== GET /data, {n:,} records written by the worker; one Granian worker; wrk -t1 ==")
+def print_table(
+    rows: list[Row], static: float, pre_page: float, pre_depth: float, n: int, workers: int
+) -> None:
     print(
-        f"ceilings: static bytes from Litestar on Granian {static:,.0f} req/s; pgbench on "
+        f"\n== GET /data, {n:,} records written by the worker; {workers} Granian worker(s); "
+        "wrk -t1 =="
+    )
+    print(
+        f"ceilings: static bytes from a bare ASGI app on Granian {static:,.0f} req/s; pgbench on "
         f"pre-rendered items: page 1 {pre_page:,.0f} tps, at random depth {pre_depth:,.0f} tps"
     )
     head = f"{'scenario':<32} {'req/s':>8} {'p99 ms':>7} {'/static':>8} {'/pre-rendered':>14}"
@@ -345,6 +352,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Granian workers, of the API and the static ceiling"
+    )
     parser.add_argument("--reuse", action="store_true", help="keep a database already filled")
     run(parser.parse_args())
 

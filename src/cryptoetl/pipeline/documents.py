@@ -91,8 +91,9 @@ def iso_utc(value: datetime) -> str:
 
     The text of every ``source_timestamp`` and of the timestamp in a market ``source_id``; the
     ``records`` view writes the same text in SQL (migration 0002, tested to agree)."""
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z"
+    if value.tzinfo is not UTC:  # asyncpg's timestamptz values are UTC already: skip the cost
+        value = value.astimezone(UTC)
+    return _encode(value)[1:-1].decode()
 
 
 def news_doc(

@@ -13,7 +13,6 @@ The ``*_usd`` members hold only what really is USD (and 24 h): see README, "Unit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -62,7 +61,7 @@ class _Values(msgspec.Struct, gc=False, array_like=False):
 
     id: int
     source_id: str
-    source_timestamp: datetime
+    source_timestamp: str  # iso_utc's text, which the source_id holds too
     metadata: msgspec.Raw
     rank: int | None
     price: float | None
@@ -84,10 +83,11 @@ def observation(row: Sequence[Any], series: SeriesDoc) -> bytes:
     usd, daily = series.usd, series.daily
     price, market_cap, change = row[PRICE], row[MCAP], row[CHANGE]
     metadata = row[META]
+    timestamp = iso_utc(row[TS])
     values = _Values(
         row[ID],
-        f"{series.key}@{iso_utc(row[TS])}",
-        row[TS],
+        f"{series.key}@{timestamp}",
+        timestamp,
         _NO_METADATA if metadata is None else msgspec.Raw(metadata.encode()),
         row[RANK],
         price,

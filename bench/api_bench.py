@@ -46,7 +46,7 @@ from common import (
     free_port,
     with_database,
 )
-from ingest_bench import generate_csv
+from ingest_bench import GENERATED_COLUMN_MAP, generate_csv
 
 from cryptoetl.api.data import render
 from cryptoetl.api.data.filters import bind, shape_of, values_of
@@ -97,6 +97,7 @@ def fill(url: str, rows: int, workdir: Path) -> None:
         **os.environ,
         "DATABASE_URL": url,
         "CSV_PATHS": str(csv_path),
+        "CSV_COLUMN_MAP": GENERATED_COLUMN_MAP,
         "COINPAPRIKA_BASE_URL": base,
         "COINGECKO_BASE_URL": f"{base}/api/v3",
         "RSS_FEED_URLS": f"{base}/rss",

@@ -85,6 +85,11 @@ TARGET_RSS_MB = 250.0
 # --- data ------------------------------------------------------------------------------------
 
 
+# What the generated file cannot say about itself, declared as a user would: prices in USD,
+# ``volume`` in USD (close x a share of the supply), so every value column is parsed and stored.
+GENERATED_COLUMN_MAP = "ohlcv_*.csv:quote=USD,volume_unit=quote"
+
+
 def generate_csv(path: Path, rows: int, seed: int = 20240101) -> None:
     """``rows`` hourly OHLCV rows, every symbol once per hour, oldest first."""
     rng = random.Random(seed)
@@ -228,6 +233,7 @@ def cryptoetl_env(url: str, csv_path: Path) -> dict[str, str]:
         DATABASE_URL=url,
         ENABLED_SOURCES="csv",
         CSV_PATHS=str(csv_path),
+        CSV_COLUMN_MAP=GENERATED_COLUMN_MAP,
         LOG_LEVEL="WARNING",
     )
     env.pop("API_DATABASE_URL", None)

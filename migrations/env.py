@@ -3,7 +3,8 @@
 A caller may pass a ready connection in ``config.attributes["connection"]`` (tests do).
 
 * Logging follows ``alembic.ini`` (which revision runs, on stderr), so ``docker compose logs
-  migrate`` and a migration Job's log say what happened.
+  migrate`` and a migration Job's log say what happened. A database that refuses the login or
+  cannot be reached is one line naming the cause and the fix, and exit status 1.
 * Upgrades are serialised by a session advisory lock, taken on the migration connection before
   Alembic reads the current revision: a second ``alembic upgrade head`` started at the same time
   (two replicas, a Job retried while the first is still running) waits, then finds the database
@@ -20,7 +21,8 @@ from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from cryptoetl.config import load_settings_or_exit
+from cryptoetl.config import Settings, exit_with_error, load_settings_or_exit
+from cryptoetl.db.errors import classify
 from cryptoetl.db.tables import declared_here, metadata
 
 config = context.config
@@ -61,12 +63,21 @@ def _migrate(connection: Connection) -> None:
 
 
 async def _run_async() -> None:
-    settings = load_settings_or_exit()
+    settings = load_settings_or_exit(Settings.require_database_url)
     url = settings.require_database_url()
     engine = create_async_engine(url.sqlalchemy_url(), poolclass=pool.NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-    await engine.dispose()
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    except Exception as exc:
+        # The database's refusals and outages are one line (cause and fix); a migration's own
+        # error (which may look like a missing table) keeps its traceback.
+        problem = classify(exc)
+        if problem is None or problem.kind == "schema":
+            raise
+        exit_with_error(settings.redactor()(problem.line()), 1)
+    finally:
+        await engine.dispose()
 
 
 def run_migrations_offline() -> None:

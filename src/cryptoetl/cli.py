@@ -1,7 +1,9 @@
 """The `cryptoetl` command: worker, api, stub-upstream, migrate, wait-for-schema, dev.
 
 Settings are read once, when a subcommand starts; a bad value prints one line naming the
-variable and exits with status 2 (``--help`` needs no configuration).
+variable and exits with status 2 (``--help`` needs no configuration). A database problem that
+stops a command (unreachable within its wait, a refused login, a schema to migrate: see
+:mod:`cryptoetl.db.errors`) prints one line naming the cause and the fix, and exits with 1.
 """
 
 from __future__ import annotations
@@ -9,12 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cryptoetl import __version__
-from cryptoetl.config import SOURCE_TYPES, ConfigError, Settings, load_settings_or_exit
+from cryptoetl.config import (
+    SOURCE_TYPES,
+    Settings,
+    exit_with_error,
+    load_settings,
+    load_settings_or_exit,
+)
+from cryptoetl.db.errors import DatabaseTrouble
 from cryptoetl.logs import configure_logging
 
 # `cryptoetl migrate` waits this long for its database by default: long enough for a database
@@ -35,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the ingestion daemon (or one pass with --once)")
     worker.add_argument(
-        "--once", action="store_true", help="one pass, then exit 0 if all succeeded, else 1"
+        "--once",
+        action="store_true",
+        help="one pass, then exit 0 if all succeeded, else 1 (waits DB_WAIT_S for the database)",
     )
     worker.add_argument(
         "--source",
@@ -121,14 +131,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(*required: Callable[[Settings], object]) -> Settings:
-    """Settings for a subcommand; a missing required value exits 2 with one line."""
-    settings = load_settings_or_exit()
-    for requirement in required:
-        try:
-            requirement(settings)
-        except ConfigError as exc:
-            print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+    """Settings for a subcommand (a missing required value exits 2), and its logging."""
+    settings = load_settings_or_exit(*required)
     configure_logging(settings)
     return settings
 
@@ -175,8 +179,7 @@ def _stub(args: argparse.Namespace) -> int:
     try:
         mode = replay_mode(frozen=args.frozen, seed=args.seed, step_s=args.step)
     except ValueError as exc:
-        print(f"cryptoetl: {exc}", file=sys.stderr)
-        return 2
+        exit_with_error(str(exc), 2)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve(args.port, args.fixtures, host=args.host, faults=args.faults or None, mode=mode)
@@ -185,26 +188,18 @@ def _stub(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from cryptoetl.migrate import DatabaseUnreachable, run_alembic_upgrade, wait_for_database
+    from cryptoetl.migrate import run_alembic_upgrade, wait_for_database
 
     url = _settings(Settings.require_database_url).require_database_url()
-    try:
-        asyncio.run(wait_for_database(url, args.wait))
-    except DatabaseUnreachable as exc:
-        print(f"cryptoetl: {exc}", file=sys.stderr)
-        return 1
+    asyncio.run(wait_for_database(url, args.wait))
     return run_alembic_upgrade()
 
 
 def _wait_for_schema(args: argparse.Namespace) -> int:
-    from cryptoetl.migrate import DatabaseUnreachable, wait_for_schema
+    from cryptoetl.migrate import wait_for_schema
 
     url = _settings(Settings.require_api_database_url).require_api_database_url()
-    try:
-        return 0 if asyncio.run(wait_for_schema(url, args.timeout)) else 1
-    except DatabaseUnreachable as exc:
-        print(f"cryptoetl: {exc}", file=sys.stderr)
-        return 1
+    return 0 if asyncio.run(wait_for_schema(url, args.timeout)) else 1
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -223,7 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wait-for-schema": _wait_for_schema,
         "dev": _dev,
     }
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except DatabaseTrouble as exc:
+        # The handler read the settings already: read again, they are valid.
+        exit_with_error(load_settings().redactor()(exc.problem.line()), 1)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping
-from typing import Literal, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Literal, NoReturn, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -151,6 +151,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_new_assets_per_run: int = 10_000
     intervals_s: Mapping[str, int] = msgspec.field(default_factory=dict)
     etl_fail_after: tuple[str, int] | None = None
+    # How long `worker --once` waits for an unavailable database (the daemon waits for good).
+    db_wait_s: float = 30.0
     # API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -345,6 +347,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_new_assets_per_run=_int(env, "MAX_NEW_ASSETS_PER_RUN", 10_000, minimum=1),
         intervals_s=_pairs(env, "INTERVALS_S"),
         etl_fail_after=_fail_after(env),
+        db_wait_s=_float(env, "DB_WAIT_S", 30.0),
         api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",
         api_port=_int(env, "API_PORT", 8000, minimum=1),
         api_workers=_int(env, "API_WORKERS", 1, minimum=1),
@@ -354,10 +357,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def load_settings_or_exit(env: Mapping[str, str] | None = None) -> Settings:
-    """Like :func:`load_settings`, but a bad value prints one line and exits with status 2."""
+def load_settings_or_exit(
+    *required: Callable[[Settings], object], env: Mapping[str, str] | None = None
+) -> Settings:
+    """:func:`load_settings`, then each of ``required`` (e.g. ``Settings.require_database_url``);
+    a malformed or missing value is one line on stderr and exit status 2, the one place that
+    reports a configuration error."""
     try:
-        return load_settings(env)
+        settings = load_settings(env)
+        for requirement in required:
+            requirement(settings)
     except ConfigError as exc:
-        print(f"cryptoetl: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with_error(f"configuration error: {exc}", 2)
+    return settings
+
+
+def exit_with_error(message: str, status: int) -> NoReturn:
+    """End a command that cannot start: ``cryptoetl: <message>``, one line on stderr."""
+    print(f"cryptoetl: {message}", file=sys.stderr)
+    raise SystemExit(status)

@@ -44,7 +44,14 @@ ACCESS_THRESHOLDS: dict[AccessLog, int] = {
     "errors": logging.WARNING,
     "off": logging.CRITICAL + 10,  # above every level: nothing passes
 }
-_NOISY_LOGGERS = ("aiohttp.access", "sqlalchemy.engine", "asyncio", "granian.access")
+# alembic.runtime.plugins: a line per plugin whenever the worker reads the migrations' heads.
+_NOISY_LOGGERS = (
+    "aiohttp.access",
+    "sqlalchemy.engine",
+    "asyncio",
+    "granian.access",
+    "alembic.runtime.plugins",
+)
 _CONSOLE_FIELDS = frozenset({"timestamp", "level", "logger", "message", "event", "exception"})
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder()

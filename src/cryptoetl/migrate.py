@@ -7,6 +7,12 @@
   ``migrations/env.py`` serialises concurrent upgrades with an advisory lock.
 * :func:`wait_for_schema` polls until the database is at the head this code ships, so a worker or
   API pod (an init container) starts only once its migration Job has finished.
+* :func:`schema_problem` says why this code cannot use a database at a given revision (behind:
+  run ``cryptoetl migrate``; ahead: a newer release migrated it); the worker checks it at start.
+
+Database problems are classified by :mod:`cryptoetl.db.errors`: the waits retry the transient
+ones and raise :class:`~cryptoetl.db.errors.DatabaseTrouble` for the others, which the command
+prints as one line.
 """
 
 from __future__ import annotations
@@ -18,75 +24,43 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from cryptoetl.config import DatabaseUrl
+from cryptoetl.db.errors import (
+    DatabaseProblem,
+    DatabaseTrouble,
+    classify,
+    schema_ahead,
+    schema_behind,
+)
+from cryptoetl.db.wait import Patience, patiently
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 ALEMBIC_INI = Path(__file__).resolve().parents[2] / "alembic.ini"
-FIRST_RETRY_S = 0.5
-MAX_RETRY_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+# Short first retries: a database container that is starting answers within seconds.
+RETRY_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 
 log = logging.getLogger("cryptoetl.migrate")
-
-# Worth another try: nothing listens yet, the server is starting or recovering, or it is full.
-_TRANSIENT: tuple[type[Exception], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
-
-
-class DatabaseUnreachable(RuntimeError):
-    """No connection: the message says why (it never contains the URL's password)."""
 
 
 async def wait_for_database(url: DatabaseUrl, timeout_s: float) -> None:
     """Return once a connection to ``url`` succeeds, retrying for up to ``timeout_s``.
 
-    Raises :class:`DatabaseUnreachable` after that, or at once for an error that another try
-    cannot fix (a wrong password, a missing database).
+    Raises :class:`DatabaseTrouble` after that, or at once for a problem that another try
+    cannot fix (a wrong password, a missing database: see :mod:`cryptoetl.db.errors`).
     """
-    deadline = time.monotonic() + timeout_s
-    delay = FIRST_RETRY_S
-    attempt = 0
-    while True:
-        attempt += 1
-        remaining = deadline - time.monotonic()
-        try:
-            conn = await asyncpg.connect(
-                url.reveal(), timeout=max(0.1, min(CONNECT_TIMEOUT_S, remaining))
-            )
-        except _TRANSIENT as exc:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                log.error(
-                    "database not reachable",
-                    extra={"event": "database_unreachable", "attempts": attempt, "error": str(exc)},
-                )
-                raise DatabaseUnreachable(
-                    f"the database did not answer within {timeout_s:.0f} s"
-                ) from None
-            log.info(
-                "database not reachable yet, retrying",
-                extra={
-                    "event": "database_wait",
-                    "attempt": attempt,
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "retry_in_s": round(min(delay, remaining), 2),
-                },
-            )
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, MAX_RETRY_S)
-            continue
-        except asyncpg.PostgresError as exc:  # after _TRANSIENT, whose two are PostgresErrors
-            raise DatabaseUnreachable(f"the database refused the connection: {exc}") from None
+
+    async def connect() -> None:
+        conn = await asyncpg.connect(url.reveal(), timeout=CONNECT_TIMEOUT_S)
         await conn.close()
-        if attempt > 1:
-            log.info("database reachable", extra={"event": "database_ready", "attempts": attempt})
-        return
+
+    await patiently(connect, Patience(RETRY_S, bound_s=timeout_s, bound_setting="--wait"))
 
 
 def run_alembic_upgrade() -> int:
@@ -95,12 +69,26 @@ def run_alembic_upgrade() -> int:
     return subprocess.call(command, env=os.environ.copy())  # noqa: S603 (fixed argv)
 
 
-def migration_heads() -> set[str]:
-    """The head revision(s) of the migrations shipped with this code."""
+def _scripts() -> ScriptDirectory:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    return set(ScriptDirectory.from_config(Config(str(ALEMBIC_INI))).get_heads())
+    return ScriptDirectory.from_config(Config(str(ALEMBIC_INI)))
+
+
+def migration_heads() -> set[str]:
+    """The head revision(s) of the migrations shipped with this code."""
+    return set(_scripts().get_heads())
+
+
+def schema_problem(current: set[str]) -> DatabaseProblem | None:
+    """Why this code cannot use a database at Alembic revisions ``current``; None if it can."""
+    scripts = _scripts()
+    heads = set(scripts.get_heads())
+    if current == heads:
+        return None
+    unknown = current - {script.revision for script in scripts.walk_revisions()}
+    return schema_ahead(unknown) if unknown else schema_behind(current, heads)
 
 
 async def database_revisions(url: DatabaseUrl) -> set[str]:
@@ -116,17 +104,24 @@ async def database_revisions(url: DatabaseUrl) -> set[str]:
 
 
 async def wait_for_schema(url: DatabaseUrl, timeout_s: float, poll_s: float = 2.0) -> bool:
-    """True once the database is at :func:`migration_heads`; False after ``timeout_s``."""
+    """True once the database is at :func:`migration_heads`; False after ``timeout_s``.
+
+    Waits through transient problems too; raises :class:`DatabaseTrouble` for the others (a
+    refused login will not be fixed by the migration it waits for).
+    """
     heads = migration_heads()
     deadline = time.monotonic() + timeout_s
     while True:
         error: str | None = None
         try:
             current = await database_revisions(url)
-        except _TRANSIENT as exc:
-            current, error = set(), f"{type(exc).__name__}: {exc}"
-        except asyncpg.PostgresError as exc:
-            raise DatabaseUnreachable(f"the database refused the connection: {exc}") from None
+        except Exception as exc:
+            problem = classify(exc, "API_DATABASE_URL")
+            if problem is None:
+                raise
+            if not problem.transient:
+                raise DatabaseTrouble(problem) from None
+            current, error = set(), problem.line()
         else:
             if current == heads:
                 log.info("schema at head", extra={"event": "schema_ready", "heads": sorted(heads)})

@@ -1,9 +1,11 @@
-"""The long-running daemon: schedule, manual trigger, SIGTERM within 10 s, replicas and locks."""
+"""The long-running daemon: schedule, manual trigger, SIGTERM within 10 s (even with a file read
+stuck for good), replicas and locks."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import psycopg
 from cryptoetl.pipeline.runner import _LOCK_NAMESPACE, lock_key
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, start_worker, worker_env
+from tests.e2e.test_crash_resume import write_large_csv
 from tests.pg import TestDatabase
 
 
@@ -64,8 +67,6 @@ async def test_daemon_runs_at_start_on_trigger_and_stops_on_sigterm(
 async def test_sigterm_during_a_load_closes_the_run_as_interrupted(
     clean_db: TestDatabase, stub: StubHandle, tmp_path: Path
 ) -> None:
-    from tests.e2e.test_crash_resume import write_large_csv
-
     big = tmp_path / "big.csv"
     write_large_csv(big, 60_000)
     env = worker_env(clean_db, stub, str(big), BATCH_SIZE="1000", ENABLED_SOURCES="csv")
@@ -97,3 +98,56 @@ async def test_a_source_locked_by_another_replica_is_skipped(
     assert result.returncode == 0
     assert '"run_skipped"' in result.stdout
     assert query(clean_db, "SELECT count(*) FROM runs WHERE source_type = 'rss'")[0][0] == 0
+
+
+# `cryptoetl worker` whose file reads hang for good past a byte offset, as a read on a hung
+# network filesystem does (the thread sits in the kernel; nothing can interrupt it).
+_STUCK_READER = """
+import os, sys, threading
+real_pread, after = os.pread, int(sys.argv[1])
+
+def pread(fd, size, offset):
+    if offset >= after:
+        print("reader stuck", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    return real_pread(fd, size, offset)
+
+os.pread = pread
+from cryptoetl.cli import main
+raise SystemExit(main(["worker"]))
+"""
+
+
+async def test_sigterm_ends_the_daemon_in_time_even_with_a_read_stuck_for_good(
+    clean_db: TestDatabase, stub: StubHandle, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.csv"
+    write_large_csv(big, 60_000)
+    env = worker_env(clean_db, stub, str(big), BATCH_SIZE="1000", ENABLED_SOURCES="csv")
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _STUCK_READER,
+            str(big.stat().st_size // 3),
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err.fileno(),
+        )
+    try:
+        await _wait_for(lambda: "reader stuck" in stderr.read_text(), timeout=60)
+        assert int(str(query(clean_db, "SELECT count(*) FROM records")[0][0])) > 0
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        stopped_in = time.monotonic() - started
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert stopped_in < 10, stopped_in
+    assert proc.returncode == 0
+    status, error = query(clean_db, "SELECT status, error FROM runs")[0]
+    assert status == "interrupted"
+    assert error == "worker stopping: run interrupted while waiting for its source"

@@ -70,6 +70,8 @@ def test_csv_limits_have_safe_defaults_and_can_be_set() -> None:
         ({"CSV_MAX_LINE_BYTES": "100"}, "CSV_MAX_LINE_BYTES"),
         ({"CSV_MAX_FIELDS": "1"}, "CSV_MAX_FIELDS"),
         ({"CSV_MAX_RECORD_LINES": "0"}, "CSV_MAX_RECORD_LINES"),
+        ({"DB_WAIT_S": "soon"}, "DB_WAIT_S"),
+        ({"DB_WAIT_S": "0"}, "DB_WAIT_S"),
     ],
 )
 def test_malformed_values_name_the_variable(env: dict[str, str], variable: str) -> None:
@@ -162,6 +164,11 @@ def test_bad_feed_url_error_does_not_show_its_token() -> None:
     assert FEED_TOKEN not in str(info.value)
 
 
+def test_the_database_wait_of_worker_once_defaults_to_30_s_and_can_be_set() -> None:
+    assert load_settings({}).db_wait_s == 30.0
+    assert load_settings({"DB_WAIT_S": "2.5"}).db_wait_s == 2.5
+
+
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cryptoetl", *args],
@@ -193,3 +200,18 @@ def test_missing_database_url_exit_2() -> None:
     result = _cli("worker", "--once", env={})
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
+
+
+def test_the_api_reports_a_configuration_error_the_same_one_way() -> None:
+    """Granian imports ``cryptoetl.api.app:app``; its settings fail like every command's."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from cryptoetl.api.app import app"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "cryptoetl: configuration error: API_DATABASE_URL is required (the read-only role's URL)"
+    ]

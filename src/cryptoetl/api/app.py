@@ -8,7 +8,6 @@ app, engine and metrics registry.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from litestar import Litestar
@@ -26,7 +25,7 @@ from cryptoetl.api.listener import ChangeListener
 from cryptoetl.api.metrics import Registry
 from cryptoetl.api.requestid import RequestContext
 from cryptoetl.api.responses import CachedAnswers, Caches
-from cryptoetl.config import ConfigError, Settings, load_settings
+from cryptoetl.config import Settings, load_settings_or_exit
 from cryptoetl.logs import configure_logging
 
 
@@ -107,12 +106,7 @@ def create_app(settings: Settings) -> Litestar:
 
 def app_from_env() -> Litestar:
     """The production app: settings and JSON logging from the environment."""
-    try:
-        settings = load_settings()
-        settings.require_api_database_url()
-    except ConfigError as exc:
-        print(f"cryptoetl api: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    settings = load_settings_or_exit(Settings.require_api_database_url)
     configure_logging(settings)
     return create_app(settings)
 

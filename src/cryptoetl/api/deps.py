@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 from litestar.datastructures import State
 
-from cryptoetl.api.errors import DatabaseBusy, DatabaseUnavailable, is_busy, is_connection_error
+from cryptoetl.api.errors import ApiError, DatabaseBusy, database_error, database_problem
 from cryptoetl.config import DatabaseUrl
 
 # Enough connections for one Granian worker to keep a 2-core PostgreSQL busy; more would only
@@ -98,18 +98,21 @@ class Database:
         except TimeoutError:
             raise DatabaseBusy("no database connection became free in time") from None
         except Exception as exc:
-            if is_connection_error(exc):
-                raise DatabaseUnavailable() from exc
-            raise
+            problem = database_problem(exc)
+            if problem is None:
+                raise
+            raise database_error(problem) from exc
         try:
             yield conn
+        except ApiError:
+            raise  # the handler's own answer (a 400, a 404)
         except Exception as exc:
-            if is_busy(exc):
-                raise DatabaseBusy() from exc
-            if is_connection_error(exc):
+            problem = database_problem(exc)
+            if problem is None:
+                raise
+            if problem.kind == "unavailable":
                 await pool.expire_connections()
-                raise DatabaseUnavailable() from exc
-            raise
+            raise database_error(problem) from exc
         finally:
             await _release(pool, conn)
 

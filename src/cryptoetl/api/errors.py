@@ -1,8 +1,12 @@
-"""Error answers: parameter validation, 404, database unavailable, and the 500 of last resort.
+"""Error answers: parameter validation, 404, database problems, and the 500 of last resort.
 
 Every error body is :class:`~cryptoetl.api.schemas.ErrorBody` with the request id. Nothing from
 an exception's text reaches a client: database errors can carry host names, SQL or a URL, so
 bodies use fixed messages and the detail goes to the (secret-scrubbed) log only.
+
+A database problem (:func:`cryptoetl.db.errors.classify`) is a 503 whose ``error`` names its
+kind: ``database_unavailable``, ``database_busy``, ``database_refused`` (the reader's login,
+database or privileges) or ``database_not_migrated`` (run ``cryptoetl migrate``).
 """
 
 from __future__ import annotations
@@ -14,34 +18,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import msgspec
-import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from cryptoetl.api.schemas import ErrorBody, ParameterError
+from cryptoetl.db.errors import DatabaseProblem, Kind, classify
 
 log = logging.getLogger("cryptoetl.api")
 
 JSON = "application/json"
-
-# Errors that mean "the database cannot be reached or is going away", not "the query is wrong".
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # refused, reset, unreachable (ConnectionError is a subclass)
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.InterfaceError,  # "connection is closed"
-    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 starting up...
-    asyncpg.exceptions.InvalidCatalogNameError,  # the database was dropped or renamed
-    asyncpg.exceptions.InvalidAuthorizationSpecificationError,  # the login role is gone
-    asyncpg.exceptions.InvalidPasswordError,
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError,
-    sqlalchemy.exc.TimeoutError,  # no pooled connection became free in time
-)
 
 
 class ApiError(Exception):
@@ -66,12 +53,31 @@ class NotFound(ApiError):
     error = "not_found"
 
 
+# The fixed answer (error code, message) to each kind of database problem but "busy".
+_UNAVAILABLE_ANSWERS: dict[Kind, tuple[str, str]] = {
+    "unavailable": ("database_unavailable", "the database is unavailable; retry shortly"),
+    "refused": (
+        "database_refused",
+        "the database refused the API's login, database name or privileges; "
+        "check API_DATABASE_URL and the reader role",
+    ),
+    "schema": (
+        "database_not_migrated",
+        "the database schema is missing or older than this version; run `cryptoetl migrate`",
+    ),
+}
+
+
 class DatabaseUnavailable(ApiError):
+    """The database cannot serve us: unreachable, refusing the login, or not migrated."""
+
     status_code = 503
     error = "database_unavailable"
 
-    def __init__(self, message: str = "the database is unavailable; retry shortly") -> None:
+    def __init__(self, problem: DatabaseProblem | None = None) -> None:
+        self.error, message = _UNAVAILABLE_ANSWERS[problem.kind if problem else "unavailable"]
         super().__init__(message)
+        self.problem = problem
 
 
 class DatabaseBusy(ApiError):
@@ -83,20 +89,24 @@ class DatabaseBusy(ApiError):
     error = "database_busy"
 
     def __init__(
-        self, message: str = "the database did not answer in time (busy or locked); retry shortly"
+        self,
+        message: str = "the database did not answer in time (busy or locked); retry shortly",
+        problem: DatabaseProblem | None = None,
     ) -> None:
         super().__init__(message)
+        self.problem = problem
 
 
-# The server cancelled the statement: statement_timeout (57014) or lock_timeout (55P03).
-BUSY_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.LockNotAvailableError,
-)
+def database_error(problem: DatabaseProblem) -> DatabaseUnavailable | DatabaseBusy:
+    """The answer to a database problem."""
+    if problem.kind == "busy":
+        return DatabaseBusy(problem=problem)
+    return DatabaseUnavailable(problem)
 
 
-def is_busy(exc: BaseException) -> bool:
-    return isinstance(exc, BUSY_ERRORS)
+def database_problem(exc: BaseException) -> DatabaseProblem | None:
+    """:func:`~cryptoetl.db.errors.classify` for the API's login (``API_DATABASE_URL``)."""
+    return classify(exc, "API_DATABASE_URL")
 
 
 class ParamErrors:
@@ -202,13 +212,6 @@ def _show(raw: str) -> str:
     return repr(raw if len(raw) <= 40 else raw[:40] + "...")
 
 
-def is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, CONNECTION_ERRORS):
-        return True
-    # SQLAlchemy marks errors after which the connection was thrown away.
-    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
-
-
 # --- handlers ---------------------------------------------------------------------------------
 
 _encoder = msgspec.json.Encoder()
@@ -246,15 +249,14 @@ def error_response(
 
 
 def _api_error(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
-    if isinstance(exc, DatabaseUnavailable):
-        cause = exc.__cause__
+    if isinstance(exc, DatabaseUnavailable | DatabaseBusy):
         log.warning(
-            "database unavailable",
+            exc.error.replace("_", " "),
             extra={
-                "event": "database_unavailable",
+                "event": exc.error,
                 "request_id": request_id_of(request),
                 "path": request.url.path,
-                "error": type(cause).__name__ if cause else None,
+                "error": exc.problem.line() if exc.problem else None,
             },
         )
     return error_response(request, exc.status_code, exc.error, exc.message, exc.detail)
@@ -279,8 +281,9 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    if is_connection_error(exc):
-        return _api_error(request, DatabaseUnavailable())
+    problem = database_problem(exc)
+    if problem is not None:
+        return _api_error(request, database_error(problem))
     # The traceback goes to the log (secrets scrubbed there), never into the body.
     log.exception(
         "unhandled error",

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from cryptoetl.api.cache import TaggedCache
+from cryptoetl.api.errors import database_problem
 from cryptoetl.config import DatabaseUrl
 from cryptoetl.db.notify import DATA_CHANGED
 
@@ -63,12 +64,9 @@ class ChangeListener:
             try:
                 await self._listen()
                 failures = 0
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                if self.live or failures == 0:
-                    log.warning(
-                        "change notifications lost; response cache off until they are back",
-                        extra={"event": "cache_off", "error": type(exc).__name__},
-                    )
+            except Exception as exc:
+                if self.live or failures == 0:  # once per loss
+                    _say_lost(exc)
                 failures += 1
             finally:
                 self._reset(live=False)
@@ -89,3 +87,14 @@ class ChangeListener:
                 await conn.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)
         finally:
             conn.terminate()
+
+
+def _say_lost(exc: Exception) -> None:
+    problem = database_problem(exc)
+    if problem is None:  # a bug: said in full; the cache stays off and the listener retries
+        log.exception("change listener failed", extra={"event": "cache_off"})
+        return
+    log.warning(
+        "change notifications lost; response cache off until they are back",
+        extra={"event": "cache_off", "error": problem.line()},
+    )

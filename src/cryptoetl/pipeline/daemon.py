@@ -5,6 +5,11 @@
 * SIGTERM/SIGINT: stop taking work, let the current batch commit (or roll back), close runs as
   ``interrupted`` and exit within 10 s.
 * A heartbeat row per worker process backs ``cryptoetl worker --check`` (container liveness).
+* The database at start (reachable, at the schema this code needs, seeded): ``run_once`` waits
+  ``DB_WAIT_S`` for transient problems and gives up at once on the others; the daemon waits for
+  every problem, with backoff, and says each time what is wrong (see :mod:`cryptoetl.db.errors`).
+  A run the database does not even let start comes back ``not_started``: the daemon retries it
+  with the same backoff.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.config import Settings
 from cryptoetl.db.engine import make_engine
+from cryptoetl.db.errors import DatabaseTrouble, classify, database_troubles
 from cryptoetl.db.tables import worker_heartbeats
+from cryptoetl.db.wait import Patience, WaitStopped, patiently
+from cryptoetl.migrate import schema_problem
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.runner import RunOutcome, SourceRunner
 from cryptoetl.pipeline.store import Writer
@@ -36,7 +44,10 @@ log = logging.getLogger("cryptoetl.worker")
 
 HEARTBEAT_EVERY_S = 15.0
 SHUTDOWN_GRACE_S = 8.0  # then cancel: the whole stop fits in the 10 s a container gets
+FINAL_WRITES_S = 1.0  # after the grace: the ends of cut runs, the heartbeat's removal
 DB_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Once stopping, the ends of runs the database cut get one short try: the exit comes first.
+_STOPPING = Patience((0.1,), bound_s=FINAL_WRITES_S / 2, bound_setting="the stop's time budget")
 
 
 def worker_id() -> str:
@@ -50,9 +61,15 @@ class Worker:
         self.worker_id = worker_id()
         self._triggers: dict[SourceType, asyncio.Event] = {}
 
+    def _patience(self, *, bounded: bool) -> Patience:
+        """``--once``: ``DB_WAIT_S`` for transient problems; the daemon: every problem, for good."""
+        if bounded:
+            return Patience(DB_RETRY_S, bound_s=self.settings.db_wait_s, bound_setting="DB_WAIT_S")
+        return Patience(DB_RETRY_S, every_kind=True)
+
     @contextlib.asynccontextmanager
     async def _resources(
-        self,
+        self, patience: Patience
     ) -> AsyncIterator[tuple[AsyncEngine, dict[SourceType, Source], SourceRunner]]:
         engine = make_engine(
             self.settings.require_database_url(), pool_size=6, application_name="cryptoetl-worker"
@@ -60,7 +77,7 @@ class Worker:
         try:
             async with HttpClient(self.settings) as http:
                 resolver = AssetResolver()
-                await self._prepare(engine, resolver)
+                await patiently(lambda: self._prepare(engine, resolver), patience, stop=self.stop)
                 writer = Writer(resolver)
                 runner = SourceRunner(engine, self.settings, writer, self.worker_id, self.stop)
                 yield engine, build_sources(self.settings, http), runner
@@ -68,91 +85,108 @@ class Worker:
             await engine.dispose()
 
     async def _prepare(self, engine: AsyncEngine, resolver: AssetResolver) -> None:
-        """Seed assets; wait (with backoff) for a database that is still starting."""
-        for delay in (*DB_RETRY_S, None):
-            try:
-                async with engine.begin() as conn:
-                    await resolver.ensure_seed(conn)
-                return
-            except (OSError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                if delay is None or self.stop.is_set():
-                    raise
-                log.warning(
-                    "database not reachable, retrying",
-                    extra={
-                        "event": "db_unavailable",
-                        "retry_in_s": delay,
-                        "error": type(exc).__name__,
-                    },
-                )
-                await self._sleep(delay)
+        """Check that the schema is this code's, and seed the assets."""
+        async with engine.begin() as conn:
+            revisions = await conn.scalars(sa.text("SELECT version_num FROM alembic_version"))
+            problem = schema_problem(set(revisions))
+            if problem is not None:
+                raise DatabaseTrouble(problem)
+            await resolver.ensure_seed(conn)
 
     async def run_once(self, only: Sequence[str] = ()) -> bool:
-        """One pass over the selected sources, concurrently; True when every one succeeded."""
-        async with self._resources() as (engine, sources, runner):
-            selected = [s for name, s in sources.items() if not only or name in only]
-            heartbeat = asyncio.create_task(self._heartbeat(engine))
-            try:
-                outcomes = await asyncio.gather(*(runner.run(s) for s in selected))
-            finally:
-                heartbeat.cancel()
+        """One pass over the selected sources, concurrently; True when every one succeeded.
+
+        Raises :class:`DatabaseTrouble` when the database is not ready within ``DB_WAIT_S``
+        (or has a problem not worth waiting for).
+        """
+        patience = self._patience(bounded=True)
+        try:
+            async with self._resources(patience) as (engine, sources, runner):
+                selected = [s for name, s in sources.items() if not only or name in only]
+                heartbeat = asyncio.create_task(self._heartbeat(engine))
+                try:
+                    outcomes = await asyncio.gather(*(runner.run(s) for s in selected))
+                    await self._record_unrecorded(
+                        runner, _STOPPING if self.stop.is_set() else patience
+                    )
+                finally:
+                    heartbeat.cancel()
+        except WaitStopped:
+            log.info("stopped before the database was ready", extra={"event": "worker_stopped"})
+            return False
         return all(o.status in ("success", "skipped") for o in outcomes) and bool(outcomes)
 
     async def run_forever(self) -> None:
-        async with self._resources() as (engine, sources, runner):
-            self._triggers = {name: asyncio.Event() for name in sources}
-            tasks = [
-                asyncio.create_task(self._loop(runner, s), name=f"source:{n}")
-                for n, s in sources.items()
-            ]
-            tasks.append(asyncio.create_task(self._heartbeat(engine), name="heartbeat"))
-            await self.stop.wait()
-            log.info("stopping: finishing current batches", extra={"event": "worker_stopping"})
-            _, pending = await asyncio.wait(tasks[:-1], timeout=SHUTDOWN_GRACE_S)
-            for task in [*pending, tasks[-1]]:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self._forget_heartbeat(engine)
+        try:
+            async with self._resources(self._patience(bounded=False)) as (engine, sources, runner):
+                await self._serve(engine, sources, runner)
+        except WaitStopped:
+            pass  # stopped while waiting for the database: nothing ran, nothing to close
         log.info("worker stopped", extra={"event": "worker_stopped"})
+
+    async def _serve(
+        self, engine: AsyncEngine, sources: dict[SourceType, Source], runner: SourceRunner
+    ) -> None:
+        self._triggers = {name: asyncio.Event() for name in sources}
+        tasks = [
+            asyncio.create_task(self._loop(runner, s), name=f"source:{n}")
+            for n, s in sources.items()
+        ]
+        tasks.append(asyncio.create_task(self._heartbeat(engine), name="heartbeat"))
+        await self.stop.wait()
+        log.info("stopping: finishing current batches", extra={"event": "worker_stopping"})
+        _, pending = await asyncio.wait(tasks[:-1], timeout=SHUTDOWN_GRACE_S)
+        for task in [*pending, tasks[-1]]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._record_unrecorded(runner, _STOPPING)
+        await self._forget_heartbeat(engine)
+
+    async def _record_unrecorded(self, runner: SourceRunner, patience: Patience) -> None:
+        """Before exiting: write the ends of runs the database cut, if it lets us in time."""
+        if not runner.unrecorded:
+            return
+        try:
+            await patiently(runner.record_unrecorded, patience)
+        except DatabaseTrouble as exc:
+            log.error(
+                "the end of a run the database cut could not be recorded: %s; the next start "
+                "closes it",
+                exc.problem.line(),
+                extra={"event": "run_end_unrecorded", "error": exc.problem.line()},
+            )
 
     async def _loop(self, runner: SourceRunner, source: Source) -> None:
         name = source.source_type
         trigger = self._triggers[name]
-        unreachable = 0
+        not_started = 0
         while not self.stop.is_set():
             trigger.clear()
             try:
                 outcome: RunOutcome = await runner.run(source)
-            except (OSError, sa.exc.SQLAlchemyError) as exc:
-                # The database is down before the run could even be recorded: back off and try
-                # again, so the daemon recovers by itself when the database is back.
-                delay = DB_RETRY_S[min(unreachable, len(DB_RETRY_S) - 1)]
-                unreachable += 1
-                log.warning(
-                    "run could not start: database unreachable",
-                    extra={
-                        "event": "run_not_started",
-                        "source": name,
-                        "retry_in_s": delay,
-                        "error": type(exc).__name__,
-                    },
-                )
-                await self._wait_any(trigger, delay)
-                continue
-            unreachable = 0
+            except Exception as exc:
+                # A bug (database problems come back as outcomes): said with its traceback, and
+                # the source keeps its schedule instead of stopping for good.
+                log.exception("run crashed", extra={"event": "run_error", "source": name})
+                outcome = RunOutcome(name, "failed", error=type(exc).__name__)
             if self.stop.is_set():
                 return
-            interval = self.settings.interval_for(name)
+            if outcome.status == "not_started":
+                # The database would not even record the run: back off, then try again.
+                delay: float = DB_RETRY_S[min(not_started, len(DB_RETRY_S) - 1)]
+                not_started += 1
+            else:
+                delay, not_started = self.settings.interval_for(name), 0
             log.info(
                 "next run scheduled",
                 extra={
                     "event": "run_scheduled",
                     "source": name,
-                    "in_s": interval,
+                    "in_s": delay,
                     "last_status": outcome.status,
                 },
             )
-            await self._wait_any(trigger, interval)
+            await self._wait_any(trigger, delay)
 
     async def _wait_any(self, trigger: asyncio.Event, timeout: float) -> None:
         waiters = [asyncio.ensure_future(trigger.wait()), asyncio.ensure_future(self.stop.wait())]
@@ -161,10 +195,6 @@ class Worker:
         finally:
             for w in waiters:
                 w.cancel()
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
 
     def trigger_all(self) -> None:
         log.info("manual trigger: running every source now", extra={"event": "manual_trigger"})
@@ -180,16 +210,21 @@ class Worker:
             try:
                 async with engine.begin() as conn:
                     await conn.execute(stmt)
-            except (OSError, sa.exc.SQLAlchemyError) as exc:
-                log.warning(
-                    "heartbeat not written",
-                    extra={"event": "heartbeat_failed", "error": type(exc).__name__},
-                )
+            except Exception as exc:
+                problem = classify(exc)
+                if problem is None:  # a bug: said, and the heartbeat keeps trying
+                    log.exception("heartbeat not written", extra={"event": "heartbeat_failed"})
+                else:
+                    log.warning(
+                        "heartbeat not written",
+                        extra={"event": "heartbeat_failed", "error": problem.line()},
+                    )
             await asyncio.sleep(HEARTBEAT_EVERY_S)
 
     async def _forget_heartbeat(self, engine: AsyncEngine) -> None:
+        # Bounded: a database that black-holes packets must not hold the exit past 10 s.
         with contextlib.suppress(Exception):
-            async with engine.begin() as conn:
+            async with asyncio.timeout(FINAL_WRITES_S / 2), engine.begin() as conn:
                 await conn.execute(
                     worker_heartbeats.delete().where(
                         worker_heartbeats.c.worker_id == self.worker_id
@@ -208,20 +243,22 @@ class Worker:
 
 
 async def check_liveness(settings: Settings, max_age: timedelta = timedelta(seconds=60)) -> bool:
-    """True when a worker on this host wrote a heartbeat within ``max_age``."""
+    """True when a worker on this host wrote a heartbeat within ``max_age``; a database problem
+    is :class:`DatabaseTrouble` (one line from the command)."""
     engine = make_engine(
         settings.require_database_url(), pool_size=1, application_name="cryptoetl-check"
     )
     try:
-        async with engine.connect() as conn:
-            fresh = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(worker_heartbeats)
-                .where(
-                    worker_heartbeats.c.worker_id.like(f"{socket.gethostname()}:%"),
-                    worker_heartbeats.c.heartbeat_at > sa.func.now() - max_age,
+        with database_troubles():
+            async with engine.connect() as conn:
+                fresh = await conn.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(worker_heartbeats)
+                    .where(
+                        worker_heartbeats.c.worker_id.like(f"{socket.gethostname()}:%"),
+                        worker_heartbeats.c.heartbeat_at > sa.func.now() - max_age,
+                    )
                 )
-            )
         return bool(fresh)
     finally:
         await engine.dispose()

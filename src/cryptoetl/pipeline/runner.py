@@ -5,6 +5,10 @@
 * Holding the lock also proves no live run of that source exists, so runs left ``running`` by a
   dead worker are closed as ``interrupted`` right then.
 * Each batch and the checkpoint it advances are committed in one transaction.
+* A run the database cuts ends with the database's own account of why
+  (:func:`cryptoetl.db.errors.classify`). When even its end cannot be written (the database is
+  gone, or read-only), the runner keeps it and writes it before the next run of that source
+  (:meth:`SourceRunner.record_unrecorded` for a last try before ``--once`` exits).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -26,22 +31,20 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.config import Settings
+from cryptoetl.db.errors import classify
 from cryptoetl.db.tables import checkpoints, market_series, news_counts, runs
+from cryptoetl.pipeline.progress import PROGRESS_EVERY_S, LoadProgress
 from cryptoetl.pipeline.store import BatchCounts, Writer
-from cryptoetl.redaction import Redactor
 from cryptoetl.sources.base import Batch, Source, SourceError, SourceType
 
 log = logging.getLogger("cryptoetl.worker")
 
-RunStatus = Literal["success", "failed", "interrupted", "skipped"]
+# "not_started": the database could not even record the run (nothing was read).
+RunStatus = Literal["success", "failed", "interrupted", "skipped", "not_started"]
 _LOCK_NAMESPACE = 0x43455431  # "CET1": keeps our advisory locks apart from anyone else's
-
-
-# The database went away mid-run: an operational condition, logged without a traceback.
-DATABASE_DOWN: tuple[type[Exception], ...] = (
-    OSError,
-    sa.exc.OperationalError,
-    sa.exc.InterfaceError,
+DEAD_RUN_ERROR = (
+    "closed at the next start: the worker running it ended without recording its end "
+    "(killed, or the database was unavailable until it exited)"
 )
 
 
@@ -53,6 +56,14 @@ class InjectedFailure(SourceError):
     """ETL_FAIL_AFTER: a deliberate failure for demos and resume tests."""
 
 
+class SourceFailed(Exception):
+    """The source raised ``error`` while producing batches: its failure, not the database's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass
 class RunOutcome:
     source: SourceType
@@ -60,6 +71,7 @@ class RunOutcome:
     run_id: uuid.UUID | None = None
     counts: BatchCounts = field(default_factory=BatchCounts)
     error: str | None = None
+    ended_at: datetime | None = None
 
 
 class _End:
@@ -97,7 +109,7 @@ async def read_ahead(
             if isinstance(item, _End):
                 return
             if isinstance(item, _Failed):
-                raise item.error
+                raise SourceFailed(item.error) from item.error
             yield item
 
     task = asyncio.create_task(pump())
@@ -156,16 +168,55 @@ class SourceRunner:
         writer: Writer,
         worker_id: str,
         stop: asyncio.Event,
+        *,
+        progress_every_s: float = PROGRESS_EVERY_S,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._writer = writer
         self._worker_id = worker_id
         self._stop = stop
-        self._secrets = settings.secret_values()
+        self._redact = settings.redactor()
+        self._progress_every_s = progress_every_s
+        # Ends of runs the database did not let us write, by source: written before its next run.
+        self._unrecorded: dict[SourceType, RunOutcome] = {}
         tune_interpreter_for_bulk_loads()
 
+    @property
+    def unrecorded(self) -> list[RunOutcome]:
+        return list(self._unrecorded.values())
+
     async def run(self, source: Source) -> RunOutcome:
+        """One run of ``source``; ``not_started`` (logged, nothing read) when the database
+        cannot even record it. Only a bug raises."""
+        try:
+            async with self._renewing_connections():
+                return await self._run_with_lock(source)
+        except Exception as exc:
+            problem = classify(exc)
+            if problem is None:
+                raise
+            error = self._cut(problem.line())
+            log.warning(
+                "run could not start: the database did not let it",
+                extra={"event": "run_not_started", "source": source.source_type, "error": error},
+            )
+            return RunOutcome(source.source_type, "not_started", error=error)
+
+    @contextlib.asynccontextmanager
+    async def _renewing_connections(self) -> AsyncIterator[None]:
+        """An outage found inside drops every pooled connection: they most likely share its
+        fate, and one that survived a failover on a now read-only server would fail every
+        write without ever being closed for it."""
+        try:
+            yield
+        except Exception as exc:
+            problem = classify(exc)
+            if problem is not None and problem.kind == "unavailable":
+                await self._engine.dispose()
+            raise
+
+    async def _run_with_lock(self, source: Source) -> RunOutcome:
         name = source.source_type
         lock_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         async with lock_engine.connect() as lock_conn:
@@ -201,37 +252,76 @@ class SourceRunner:
             raise
         except RunInterrupted as exc:
             outcome.status, outcome.error = "interrupted", str(exc)
+        except SourceFailed as exc:
+            # The source's own error, whatever it is (an OSError here is a file's, not the
+            # database's): never classified as a database problem.
+            outcome.status, outcome.error = "failed", self._cut(_text(exc.error))
+            if not isinstance(exc.error, SourceError):
+                self._log_bug(outcome)
         except Exception as exc:
             self._writer.forget()
             outcome.status, outcome.error = "failed", self._describe(exc)
-            if not isinstance(exc, (SourceError, *DATABASE_DOWN)):
-                # Expected failures are reported by _finish; only a bug earns a traceback.
-                log.exception(
-                    "run crashed",
-                    extra={"event": "run_error", "source": name, "run_id": str(run_id)},
-                )
+            if not isinstance(exc, SourceError) and classify(exc) is None:
+                self._log_bug(outcome)
         await self._finish(outcome, started)
         return outcome
+
+    def _log_bug(self, outcome: RunOutcome) -> None:
+        """Expected failures are reported by _finish; only a bug earns a traceback."""
+        log.exception(
+            "run crashed",
+            extra={"event": "run_error", "source": outcome.source, "run_id": str(outcome.run_id)},
+        )
 
     async def _consume(
         self, source: Source, cursor: dict[str, Any], run_id: uuid.UUID, outcome: RunOutcome
     ) -> None:
         fail_after = self._settings.etl_fail_after
         limit = fail_after[1] if fail_after and fail_after[0] == source.source_type else None
+        progress = LoadProgress(
+            {"source": source.source_type, "run_id": str(run_id)},
+            cursor,
+            every_s=self._progress_every_s,
+        )
         batches = source.batches(cursor, self._settings.batch_size)
         async with read_ahead(batches) as prefetched:
-            async for batch in prefetched:
+            async for batch in self._until_stopped(prefetched):
                 if self._stop.is_set():
                     raise RunInterrupted("worker stopping: run interrupted between batches")
-                async with self._engine.begin() as conn:
+                async with self._renewing_connections(), self._engine.begin() as conn:
                     counts, drift = await self._writer.write_batch(
                         conn, source.source_type, run_id, batch
                     )
                 outcome.counts.add(counts)
                 self._log_batch(source.source_type, outcome, counts, drift, batch.warnings)
+                progress.committed(batch)
                 if limit is not None and outcome.counts.processed >= limit:
                     done = outcome.counts.processed
                     raise InjectedFailure(f"injected failure after {done} records (ETL_FAIL_AFTER)")
+
+    async def _until_stopped(self, batches: AsyncIterator[Batch]) -> AsyncIterator[Batch]:
+        """``batches`` until the worker is asked to stop. Waiting for the next one ends at
+        once then: no batch is being written, and a source may take long (an upstream's
+        retries) or never answer (a read stuck on a hung network filesystem)."""
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while True:
+                upcoming = asyncio.ensure_future(anext(batches))
+                await asyncio.wait({upcoming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not upcoming.done():
+                    upcoming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await upcoming
+                    raise RunInterrupted(
+                        "worker stopping: run interrupted while waiting for its source"
+                    )
+                try:
+                    batch = upcoming.result()
+                except StopAsyncIteration:
+                    return
+                yield batch
+        finally:
+            stopping.cancel()
 
     def _log_batch(
         self,
@@ -267,16 +357,15 @@ class SourceRunner:
         )
 
     async def _begin(self, name: SourceType, run_id: uuid.UUID) -> dict[str, Any]:
-        """Close dead runs, open this one, and read the checkpoint cursor."""
+        """Close this source's earlier runs, open this one, and read the checkpoint cursor."""
         async with self._engine.begin() as conn:
+            late = self._unrecorded.get(name)
+            if late is not None:
+                await self._record_end(conn, late)
             closed = await conn.execute(
                 runs.update()
                 .where(runs.c.source_type == name, runs.c.status == "running")
-                .values(
-                    status="interrupted",
-                    finished_at=sa.func.now(),
-                    error="worker died during the run; closed at next start",
-                )
+                .values(status="interrupted", finished_at=sa.func.now(), error=DEAD_RUN_ERROR)
                 .returning(runs.c.id)
             )
             for (dead,) in closed.all():
@@ -292,9 +381,31 @@ class SourceRunner:
             cursor = await conn.scalar(
                 sa.select(checkpoints.c.cursor).where(checkpoints.c.source_type == name)
             )
+        if late is not None:
+            self._recorded_late(late)
         return dict(cursor or {})
 
+    async def record_unrecorded(self) -> None:
+        """Write the ends of runs the database cut; raises what the database raises."""
+        for outcome in self.unrecorded:
+            async with self._renewing_connections(), self._engine.begin() as conn:
+                await self._record_end(conn, outcome)
+            self._recorded_late(outcome)
+
+    def _recorded_late(self, outcome: RunOutcome) -> None:
+        del self._unrecorded[outcome.source]
+        log.info(
+            "recorded the end of a run the database had cut",
+            extra={
+                "event": "run_end_recorded",
+                "source": outcome.source,
+                "run_id": str(outcome.run_id),
+                "status": outcome.status,
+            },
+        )
+
     async def _finish(self, outcome: RunOutcome, started: float) -> None:
+        outcome.ended_at = datetime.now(UTC)
         extra = {
             "event": f"run_{outcome.status}",
             "source": outcome.source,
@@ -303,22 +414,31 @@ class SourceRunner:
             "duration_s": round(time.monotonic() - started, 3),
         }
         try:
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    runs.update()
-                    .where(runs.c.id == outcome.run_id)
-                    .values(status=outcome.status, finished_at=sa.func.now(), error=outcome.error)
-                )
-                await self._update_checkpoint(conn, outcome)
+            async with self._renewing_connections(), self._engine.begin() as conn:
+                await self._record_end(conn, outcome)
         except Exception as exc:
-            # The database is gone: the run row stays `running` and the next start closes it.
-            log.error(
-                "could not record the end of a run", extra={**extra, "error": self._describe(exc)}
-            )
+            error = self._describe(exc)
+            if classify(exc) is None:  # a bug: trying again would fail again
+                log.exception("could not record the end of a run", extra={**extra, "error": error})
+            else:
+                # Kept: written before the next run of this source (or before --once exits).
+                self._unrecorded[outcome.source] = outcome
+                log.error(
+                    "could not record the end of a run; kept until the database takes it",
+                    extra={**extra, "event": "run_end_unrecorded", "error": error},
+                )
         if outcome.status == "success":
             log.info("run finished", extra=extra)
         else:
             log.warning("run ended: %s", outcome.error, extra={**extra, "error": outcome.error})
+
+    async def _record_end(self, conn: Any, outcome: RunOutcome) -> None:
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == outcome.run_id, runs.c.status == "running")
+            .values(status=outcome.status, finished_at=outcome.ended_at, error=outcome.error)
+        )
+        await self._update_checkpoint(conn, outcome)
 
     async def _update_checkpoint(self, conn: Any, outcome: RunOutcome) -> None:
         total = _records_of(outcome.source)
@@ -337,6 +457,15 @@ class SourceRunner:
         await conn.execute(stmt.on_conflict_do_update(index_elements=["source_type"], set_=values))
 
     def _describe(self, exc: BaseException) -> str:
-        """The error of a run as stored and logged: redacted, then cut (the one rule)."""
-        text = str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
-        return Redactor(self._secrets).truncate(text, 2000)
+        """The error of a run as stored and logged: the database's account of it when it is a
+        database problem, else the exception's text."""
+        problem = classify(exc)
+        return self._cut(problem.line() if problem is not None else _text(exc))
+
+    def _cut(self, text: str) -> str:
+        """Redacted, then cut (the one rule)."""
+        return self._redact.truncate(text, 2000)
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
-from collections.abc import AsyncIterator, Generator, Iterator
-from typing import ClassVar
+import threading
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import ClassVar, TypeVar
 
 from cryptoetl.config import Settings
 from cryptoetl.sources.base import Batch, JsonDict, SourceType
@@ -14,6 +16,29 @@ from cryptoetl.sources.csv.checkpoint import FileState, RunStates, load_states, 
 from cryptoetl.sources.csv.options import options_hash, parse_column_map
 from cryptoetl.sources.csv.reader import FileReader
 from cryptoetl.sources.csv.stream import Limits, echo, open_regular
+
+T = TypeVar("T")
+
+
+async def _in_daemon_thread(function: Callable[..., T], *args: object) -> T:
+    """``function(*args)`` in a thread of its own that the process does not wait for at exit.
+
+    Not ``asyncio.to_thread``: ``asyncio.run`` joins the default executor's threads when it
+    ends, and the interpreter joins them again at exit, so a read stuck on a hung network
+    filesystem would hold a stopping worker forever. A daemon thread is left behind instead
+    (the run was already closed as interrupted; the kernel closes the file with the process).
+    """
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def work() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    threading.Thread(target=work, name="csv-reader", daemon=True).start()
+    return await asyncio.wrap_future(future)
 
 
 class CsvSource:
@@ -39,7 +64,7 @@ class CsvSource:
         batches = self.iter_batches(cursor, batch_size)
         try:
             while True:
-                batch = await asyncio.to_thread(next, batches, None)
+                batch = await _in_daemon_thread(next, batches, None)
                 if batch is None:
                     return
                 yield batch

@@ -13,7 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from cryptoetl.db.tables import declared_here, metadata
+from cryptoetl.db.tables import SCHEMA_REVISION, declared_here, metadata
+from cryptoetl.migrate import migration_heads
 from cryptoetl.pipeline.documents import iso_utc
 from tests.pg import REPO_ROOT, TestDatabase, fresh_database, migrate, with_user
 
@@ -32,6 +33,11 @@ def test_upgrade_downgrade_upgrade_from_empty(pg_server: str) -> None:
         assert _tables(db.admin_url) == {"alembic_version"}
         migrate(db.admin_url, db.writer_role, db.reader_role, "head")
         assert set(metadata.tables) <= _tables(db.admin_url)
+
+
+def test_the_tables_declare_the_head_revision() -> None:
+    """The worker trusts SCHEMA_REVISION instead of reading the scripts at every start."""
+    assert migration_heads() == {SCHEMA_REVISION}
 
 
 def test_models_and_migrations_agree(database: TestDatabase) -> None:

@@ -16,6 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+# The Alembic revision these tables describe: a worker starts at once on a database at it, and
+# only otherwise reads the migration scripts (tests/integration/test_migrations.py: the head).
+SCHEMA_REVISION = "0002"
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -147,7 +147,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     http_cross_origin_redirects: CrossOriginRedirects = "strip"
     max_items_per_page: int = DEFAULT_MAX_ITEMS_PER_PAGE
     # Worker
-    batch_size: int = 5000
+    batch_size: int = 20_000
     max_new_assets_per_run: int = 10_000
     intervals_s: Mapping[str, int] = msgspec.field(default_factory=dict)
     etl_fail_after: tuple[str, int] | None = None
@@ -343,7 +343,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "HTTP_CROSS_ORIGIN_REDIRECTS", CROSS_ORIGIN_REDIRECTS
         ),
         max_items_per_page=_int(env, "MAX_ITEMS_PER_PAGE", DEFAULT_MAX_ITEMS_PER_PAGE, minimum=1),
-        batch_size=_int(env, "BATCH_SIZE", 5000, minimum=1),
+        batch_size=_int(env, "BATCH_SIZE", 20_000, minimum=1),
         max_new_assets_per_run=_int(env, "MAX_NEW_ASSETS_PER_RUN", 10_000, minimum=1),
         intervals_s=_pairs(env, "INTERVALS_S"),
         etl_fail_after=_fail_after(env),

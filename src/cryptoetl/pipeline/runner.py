@@ -284,11 +284,17 @@ class SourceRunner:
             every_s=self._progress_every_s,
         )
         batches = source.batches(cursor, self._settings.batch_size)
-        async with read_ahead(batches) as prefetched:
+        # One connection for the run's batches, each in its own transaction: no pool checkout
+        # and liveness ping per batch.
+        async with (
+            read_ahead(batches) as prefetched,
+            self._renewing_connections(),
+            self._engine.connect() as conn,
+        ):
             async for batch in self._until_stopped(prefetched):
                 if self._stop.is_set():
                     raise RunInterrupted("worker stopping: run interrupted between batches")
-                async with self._renewing_connections(), self._engine.begin() as conn:
+                async with conn.begin():
                     counts, drift = await self._writer.write_batch(
                         conn, source.source_type, run_id, batch
                     )

@@ -6,8 +6,8 @@
    fills it **with the worker**: a generated hourly CSV of ``--rows`` rows (20 coins) plus the
    recorded CoinGecko, CoinPaprika and RSS fixtures through the stub upstream; ``--reuse`` keeps
    a database already filled.
-2. Starts the API (``granian --interface asgi cryptoetl.api.app:app``, one worker, the
-   read-only login) and, for the ceilings,
+2. Starts the API (``granian --interface asgi cryptoetl.api.app:app``, one worker per CPU as
+   ``--workers`` says, the read-only login) and, for the ceilings, with as many workers,
    * **static**: Granian answering the API's own page-1 bytes from memory through a bare ASGI
      callable (``bench/static_app.py``): what no design of ours can beat (the API answers
      cached pages through the same server and interface);
@@ -354,7 +354,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
-        "--workers", type=int, default=1, help="Granian workers, of the API and the static ceiling"
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Granian workers of the API and of the static ceiling (default: one per CPU)",
     )
     parser.add_argument("--reuse", action="store_true", help="keep a database already filled")
     run(parser.parse_args())

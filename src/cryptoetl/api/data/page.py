@@ -85,12 +85,16 @@ def window_estimate(shape: Shape, p: Params) -> str:
         share = _overlap("s.first_ts", "s.last_ts", "s.observations", p)
         parts.append(f"(SELECT coalesce(sum({share}), 0) FROM market_series s WHERE {series})")
     if shape.news:
-        bounds = "(SELECT source_timestamp FROM news_items ORDER BY source_timestamp {0} LIMIT 1)"
         conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
         if shape.sources:
             conds.append(f"c.source_type = ANY({p('sources', 'text[]')})")
-        count = f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})"
-        parts.append(_overlap(bounds.format("ASC"), bounds.format("DESC"), count, p))
+        # The news' time bounds (two index probes) and count, each read once.
+        share = _overlap("b.first_ts", "b.last_ts", "k.n", p)
+        parts.append(
+            f"(SELECT {share} FROM (SELECT min(source_timestamp) AS first_ts, "
+            "max(source_timestamp) AS last_ts FROM news_items) b, "
+            f"(SELECT coalesce(sum(c.n), 0) AS n FROM news_counts c WHERE {where(conds)}) k)"
+        )
     return "round(" + (" + ".join(parts) or "0") + ")::bigint"
 
 

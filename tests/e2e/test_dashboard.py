@@ -23,9 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptoetl.api.ui_render import fmt_pct, series_label
 
 from cryptoetl.api.schemas import SeriesRef
-from cryptoetl.api.ui_render import fmt_pct, series_label
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.pg import REPO_ROOT, TestDatabase

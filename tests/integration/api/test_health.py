@@ -1,4 +1,5 @@
-"""GET /health: states by the shared status rules (runs and data age), an empty database, and\nthe API with its database down and back."""
+"""GET /health: states by the shared status rules (runs and data age), an empty database, and
+the API with its database down and back."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest

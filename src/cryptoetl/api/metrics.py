@@ -48,7 +48,8 @@ from cryptoetl.config import SOURCE_TYPES, Settings
 
 log = logging.getLogger("cryptoetl.api")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Litestar adds "; charset=utf-8" to text types.
+CONTENT_TYPE = "text/plain; version=0.0.4"
 WINDOW = timedelta(hours=24)
 RUN_STATUSES = ("success", "failed", "interrupted", "running")
 ROW_OUTCOMES = ("processed", "inserted", "updated", "unchanged", "rejected")
@@ -133,6 +134,12 @@ async def pipeline_families(db: Database, settings: Settings, now: datetime) -> 
             "pipeline metrics unavailable",
             extra={"event": "metrics_database_error", "error": type(exc).__name__},
         )
+        up.add_metric([], 0.0)
+        return [up]
+    except Exception:
+        # Anything else (a schema not migrated yet, a revoked grant) must not take the request
+        # metrics down with it: /metrics is also the API's liveness probe.
+        log.exception("pipeline metrics failed", extra={"event": "metrics_error"})
         up.add_metric([], 0.0)
         return [up]
     up.add_metric([], 1.0)

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.pipeline.assets import AssetResolver
@@ -16,6 +17,8 @@ from tests.integration.api.conftest import sql
 from tests.pg import TestDatabase
 
 SOURCES: tuple[SourceType, ...] = ("csv", "coinpaprika", "coingecko", "rss")
+# What the `recent` fixture (conftest.py) gives: its database, an engine on it, an app client.
+Recent = tuple[TestDatabase, AsyncEngine, httpx.AsyncClient]
 
 
 def records_at(source: SourceType, at: datetime, n: int = 3) -> list[Record]:

@@ -14,14 +14,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.api.app import create_app
-from cryptoetl.config import DatabaseUrl, load_settings
-from cryptoetl.db.engine import make_engine
+from cryptoetl.config import load_settings
 from tests.integration.api.conftest import ApiData, api_client, body, sql
-from tests.integration.api.scenario import Run, fresh_everywhere, write_run
-from tests.pg import TestDatabase, fresh_database, truncate_all
+from tests.integration.api.scenario import Recent, Run, fresh_everywhere, write_run
+from tests.pg import TestDatabase, fresh_database
 
 Client = httpx.AsyncClient
 
@@ -53,31 +51,8 @@ async def test_degraded_when_a_source_failed(
 # --- a history of now: data age, run staleness, overdue and interrupted runs ------------------
 
 
-@pytest.fixture(scope="module")
-def recent_database(pg_server: str) -> Iterator[TestDatabase]:
-    with fresh_database(pg_server) as db:
-        yield db
-
-
-@pytest.fixture(scope="module")
-async def recent_engine(recent_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
-    eng = make_engine(DatabaseUrl(recent_database.admin_url, "TEST_DATABASE_URL"))
-    yield eng
-    await eng.dispose()
-
-
-@pytest.fixture
-async def recent(
-    recent_database: TestDatabase, recent_engine: AsyncEngine
-) -> AsyncIterator[tuple[TestDatabase, AsyncEngine, Client]]:
-    """An empty database of its own and an app on it; the test writes the history it needs."""
-    truncate_all(recent_database)
-    async with api_client(create_app(load_settings(recent_database.env()))) as c:
-        yield recent_database, recent_engine, c
-
-
 async def test_healthy_when_every_source_is_fresh(
-    recent: tuple[TestDatabase, AsyncEngine, Client],
+    recent: Recent,
 ) -> None:
     db, engine, c = recent
     newest = await fresh_everywhere(db, engine)
@@ -93,7 +68,7 @@ async def test_healthy_when_every_source_is_fresh(
 
 
 async def test_degraded_when_no_run_succeeded_for_stale_after(
-    recent: tuple[TestDatabase, AsyncEngine, Client],
+    recent: Recent,
 ) -> None:
     db, engine, c = recent
     await fresh_everywhere(db, engine)
@@ -112,7 +87,7 @@ async def test_degraded_when_no_run_succeeded_for_stale_after(
 
 
 async def test_degraded_on_a_frozen_upstream(
-    recent: tuple[TestDatabase, AsyncEngine, Client],
+    recent: Recent,
 ) -> None:
     """CoinGecko's runs succeed, but what they bring is two days old: the data is stale."""
     db, engine, c = recent
@@ -139,7 +114,7 @@ async def test_degraded_on_a_frozen_upstream(
 
 
 async def test_overdue_and_interrupted_runs_degrade_health_as_on_the_dashboard(
-    recent: tuple[TestDatabase, AsyncEngine, Client],
+    recent: Recent,
 ) -> None:
     db, engine, c = recent
     await fresh_everywhere(db, engine)
@@ -266,7 +241,11 @@ async def test_database_unreachable_is_a_clean_503(
             payload = assert_clean_503(await c.get(path), "database_unavailable")
             assert payload["request_id"]
         assert time.monotonic() - started < 5
-        assert (await c.get("/metrics")).status_code == 200  # the process is fine
+        scraped = await c.get("/metrics")  # the process is fine: request metrics still answer
+        assert scraped.status_code == 200
+        assert "cryptoetl_pipeline_up 0.0" in scraped.text
+        assert "cryptoetl_http_requests_total" in scraped.text
+        assert "cryptoetl_source_status" not in scraped.text  # nothing made up
 
 
 async def test_health_gives_up_after_two_seconds(database: TestDatabase, api_data: ApiData) -> None:

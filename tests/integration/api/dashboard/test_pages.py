@@ -365,10 +365,12 @@ async def _write_snapshots(engine: AsyncEngine, records: list[MarketRecord]) -> 
 
 
 def _delete_series(db: TestDatabase, source: str, base: str, venue: str) -> None:
-    """Remove the test's own series again (observations first: no foreign key to lean on)."""
+    """Remove the test's own series and runs again (observations first: no foreign key to lean
+    on), so that the tests after it see the package's history as it was."""
     ids = "SELECT id FROM market_series WHERE source_type = %s AND base = %s AND venue = %s"
     sql(db, f"DELETE FROM market_observations WHERE series_id IN ({ids})", source, base, venue)
     sql(db, f"DELETE FROM market_series WHERE id IN ({ids})", source, base, venue)
+    sql(db, "DELETE FROM runs WHERE worker_id = 'test' AND source_type = %s", source)
 
 
 async def test_chart_draws_the_price_history_of_each_series(

@@ -5,7 +5,13 @@
 -- Per source of $1: its checkpoint, its newest run, its newest finished run, and the upstream
 -- timestamp of its newest observation not later than $2 (later ones are clock skew or a hostile
 -- upstream, and must not make old data look fresh). Market sources read the bounds their series
--- keep (one row per series, never the observations); news reads the newest item on its index.
+-- keep (one row per series, read once for all sources, never the observations); news reads the
+-- newest item on its index.
+WITH market AS (
+    SELECT m.source_type, max(m.last_ts) AS newest FROM market_series m
+    WHERE m.last_ts <= $2::timestamptz
+    GROUP BY m.source_type
+)
 SELECT s.source_type,
     c.status AS checkpoint_status, c.last_success_at, c.last_failure_at, c.last_error,
     latest.id AS latest_id, latest.status AS latest_status,
@@ -24,10 +30,7 @@ LEFT JOIN LATERAL (
     WHERE r.source_type = s.source_type AND r.status <> 'running'
     ORDER BY r.started_at DESC LIMIT 1
 ) finished ON true
-LEFT JOIN LATERAL (
-    SELECT max(m.last_ts) AS newest FROM market_series m
-    WHERE m.source_type = s.source_type AND m.last_ts <= $2::timestamptz
-) market ON true
+LEFT JOIN market ON market.source_type = s.source_type
 LEFT JOIN LATERAL (
     SELECT n.source_timestamp AS newest FROM news_items n
     WHERE s.source_type = 'rss' AND n.source_timestamp <= $2::timestamptz

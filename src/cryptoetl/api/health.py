@@ -32,10 +32,10 @@ from cryptoetl.api.errors import (
 )
 from cryptoetl.api.queries import load
 from cryptoetl.api.schemas import ErrorBody, Health, Meta, RunSummary, SourceHealth
+from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
 
 NEWEST_RUN = load("status")["newest_run"]
-RECORDS_BY_SOURCE = load("counts")["records_by_source"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +49,7 @@ async def _snapshot(db: Database, settings: Settings, now: datetime) -> _Snapsho
     # One bound for connecting and querying: /health must answer while the database hangs.
     async with asyncio.timeout(HEALTH_TIMEOUT_S), db.connection(HEALTH_TIMEOUT_S) as conn:
         statuses = await status.load(conn, settings, now)
-        records: dict[str, int] = {}
-        for source, _, n in await conn.fetch(RECORDS_BY_SOURCE):
-            records[source] = records.get(source, 0) + int(n)
+        records = await records_per_source(conn)
         return _Snapshot(statuses, records, await conn.fetchrow(NEWEST_RUN))
 
 

@@ -49,6 +49,14 @@ def _checkpoint(row: Any) -> CheckpointItem:
     )
 
 
+async def records_per_source(conn: Any) -> dict[str, int]:
+    """Records in the tables per source, both kinds together (from the kept counts)."""
+    records: dict[str, int] = {}
+    for source, _, n in await conn.fetch(RECORDS_BY_SOURCE):
+        records[source] = records.get(source, 0) + int(n)
+    return records
+
+
 def _by_source(rows: list[Any]) -> dict[str, KindCounts]:
     result: dict[str, KindCounts] = {}
     for source, kind, n in rows:

@@ -25,6 +25,7 @@ from cryptoetl.api.prices import PriceQuery, price_history
 from cryptoetl.api.queries import load
 from cryptoetl.api.runs import RECENT_OF_SOURCE, SUCCESSES_BEFORE, run_item
 from cryptoetl.api.schemas import AssetRef, NewsItem, PriceSeries, RunItem
+from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
 
 REFRESH_S = 30
@@ -36,7 +37,6 @@ _LAST_SUCCESS_START = _SQL["last_success_start"]
 _SINCE = _SQL["since_success"]
 _FAILURE_REASON = _SQL["failure_reason"]
 _TOP_ASSETS = _SQL["top_assets"]
-_RECORDS_BY_SOURCE = load("counts")["records_by_source"]
 _OBSERVATIONS_BY_SOURCE = load("assets")["observations_by_source"]
 
 
@@ -94,9 +94,7 @@ async def _source_view(
 
 async def dashboard(conn: Any, settings: Settings, now: datetime) -> Dashboard:
     """Every source's row and timeline, and the assets with the most records."""
-    records: dict[str, int] = {}
-    for source, _, n in await conn.fetch(_RECORDS_BY_SOURCE):
-        records[source] = records.get(source, 0) + int(n)
+    records = await records_per_source(conn)
     views, timelines = [], {}
     for judged in await status.load(conn, settings, now):
         view, timeline = await _source_view(conn, judged, records.get(judged.source, 0))

@@ -160,6 +160,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     api_statement_timeout_ms: int = 5000
     api_lock_timeout_ms: int = 2000
     stale_after_s: int = 3600
+    # FRESHNESS_S overrides: the most a source's newest observation may lag (0: never stale).
+    freshness_s: Mapping[str, int] = msgspec.field(default_factory=dict)
 
     def secret_values(self) -> list[str]:
         """Every secret in clear, for redactors (logs, stored errors); never print this.
@@ -181,6 +183,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def interval_for(self, source: str) -> int:
         return self.intervals_s.get(source, DEFAULT_INTERVALS_S[source])
 
+    def freshness_for(self, source: str) -> int | None:
+        """How old a source's newest observation may be before its data counts as stale, in
+        seconds; ``None``: never stale (see :data:`DEFAULT_FRESHNESS`)."""
+        if source in self.freshness_s:
+            return self.freshness_s[source] or None
+        rule = DEFAULT_FRESHNESS[source]
+        if rule is None:
+            return None
+        intervals, floor_s = rule
+        return max(intervals * self.interval_for(source), floor_s)
+
     def require_database_url(self) -> DatabaseUrl:
         if self.database_url is None:
             raise ConfigError("DATABASE_URL is required (postgresql://user:password@host:port/db)")
@@ -196,6 +209,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 # Free tiers: CoinGecko demo allows ~30 calls/min, CoinPaprika free 20k calls/month (~1 call
 # every 2-3 min on average), so the schedule keeps CoinPaprika well inside its monthly quota.
 DEFAULT_INTERVALS_S = {"csv": 60, "coinpaprika": 300, "coingecko": 300, "rss": 600}
+# Default freshness per source: (intervals, floor in seconds), the larger wins; None: exempt.
+# Snapshots (a price every run): three intervals, i.e. two missed runs plus the upstream's own
+# lag. News: upstream publishing is irregular (nights, weekends), so at least 6 h. CSV files are
+# history (an export that ended long ago is not stale): exempt unless FRESHNESS_S names csv.
+DEFAULT_FRESHNESS: dict[str, tuple[int, int] | None] = {
+    "csv": None,
+    "coinpaprika": (3, 0),
+    "coingecko": (3, 0),
+    "rss": (3, 6 * 3600),
+}
 DEFAULT_RATE_LIMIT_RPM = {"api.coingecko.com": 25, "api.coinpaprika.com": 10}
 
 
@@ -238,6 +261,14 @@ def _pairs(env: Mapping[str, str], name: str) -> dict[str, int]:
             raise ConfigError(f"{name} must look like key=integer,key=integer; bad item {item!r}")
         result[key.strip()] = int(value)
     return result
+
+
+def _freshness(env: Mapping[str, str]) -> dict[str, int]:
+    pairs = _pairs(env, "FRESHNESS_S")
+    unknown = sorted(set(pairs) - set(SOURCE_TYPES))
+    if unknown:
+        raise ConfigError(f"FRESHNESS_S has unknown sources {unknown}; known: {SOURCE_TYPES}")
+    return pairs
 
 
 def _database_url(env: Mapping[str, str], name: str) -> DatabaseUrl | None:
@@ -354,6 +385,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_statement_timeout_ms=_int(env, "API_STATEMENT_TIMEOUT_MS", 5000, minimum=100),
         api_lock_timeout_ms=_int(env, "API_LOCK_TIMEOUT_MS", 2000, minimum=100),
         stale_after_s=_int(env, "STALE_AFTER_S", 3600, minimum=1),
+        freshness_s=_freshness(env),
     )
 
 

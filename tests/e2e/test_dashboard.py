@@ -10,23 +10,21 @@ The numbers on screen are compared with the database and the JSON API. Screensho
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import shutil
-import socket
-import sys
-import time
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cryptoetl.api.dashboard.format import fmt_pct
+from cryptoetl.api.dashboard.views import series_label
 from cryptoetl.api.schemas import SeriesRef
-from cryptoetl.api.ui_render import fmt_pct, series_label
+from cryptoetl.config import load_settings
 from cryptoetl.stub.server import StubHandle
+from tests.e2e.apiserver import api_server
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.pg import REPO_ROOT, TestDatabase
 
@@ -44,7 +42,7 @@ CHROMIUM_ARGS = [
 # The README's screenshots are refreshed only on request, so test runs leave the tree clean.
 DOCS = REPO_ROOT / "docs"
 SOURCES = ("csv", "coinpaprika", "coingecko", "rss")
-FAILING_RED = "rgb(207, 34, 46)"  # --bad in ui_render's stylesheet
+FAILING_RED = "rgb(207, 34, 46)"  # --bad in the dashboard's stylesheet
 
 
 def _chromium() -> Path | None:
@@ -61,53 +59,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def api_server(db: TestDatabase, log_path: Path) -> AsyncIterator[str]:
-    """`cryptoetl api` on a free loopback port, logged in as the read-only reader."""
-    port = _free_port()
-    env = db.env(API_DATABASE_URL=db.reader_url, LOG_LEVEL="WARNING")
-    with log_path.open("wb") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cryptoetl",
-            "api",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            async with httpx.AsyncClient(base_url=base, timeout=2) as client:
-                while True:
-                    assert proc.returncode is None, log_path.read_text()[-2000:]
-                    with contextlib.suppress(httpx.TransportError):
-                        if (await client.get("/health")).status_code == 200:
-                            break
-                    assert time.monotonic() < deadline, log_path.read_text()[-2000:]
-                    await asyncio.sleep(0.2)
-            yield base
-        finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
-
-
 async def _fill(db: TestDatabase, stub: StubHandle, csv_dir: Path) -> None:
     env = worker_env(db, stub, str(csv_dir))
     for _ in range(2):
@@ -118,6 +69,25 @@ async def _fill(db: TestDatabase, stub: StubHandle, csv_dir: Path) -> None:
     result = await run_worker(failing)
     assert result.returncode == 1, "coinpaprika fails, so --once exits 1"
     stub.set_faults("")
+
+
+def _expected_status(db: TestDatabase, source: str) -> str:
+    """CoinPaprika's last pass failed; the others succeeded, and are degraded only when the
+    upstream time of their newest observation is past the default FRESHNESS_S (the stub serves
+    recorded samples, whose timestamps may be old)."""
+    if source == "coinpaprika":
+        return "failing"
+    threshold = load_settings({}).freshness_for(source)
+    (newest,) = query(
+        db,
+        "SELECT max(source_timestamp) FROM news_items"
+        if source == "rss"
+        else "SELECT max(last_ts) FROM market_series WHERE source_type = %s",
+        *(() if source == "rss" else (source,)),
+    )[0]
+    assert isinstance(newest, datetime)
+    stale = threshold is not None and (datetime.now(UTC) - newest).total_seconds() > threshold
+    return "degraded" if stale else "healthy"
 
 
 async def _check_dashboard(page: Any, base: str, db: TestDatabase, api: httpx.AsyncClient) -> None:
@@ -144,7 +114,10 @@ async def _check_dashboard(page: Any, base: str, db: TestDatabase, api: httpx.As
         last_run = int(await page.locator(f"#last-run-{source}").get_attribute("data-value"))
         assert last_run == latest[source][1]
         word = (await row.locator(".pill").inner_text()).strip()
-        assert word == ("failing" if source == "coinpaprika" else "healthy"), source
+        assert word == _expected_status(db, source), source
+        assert word == health["sources"][source]["health"]  # one set of rules for both
+        if word == "degraded":  # the stub replays recorded samples: their data is old
+            assert "newest data is" in await row.inner_text()
     paprika = page.locator("#source-coinpaprika")
     assert "last run failed" in await paprika.inner_text()
     assert health["sources"]["coinpaprika"]["last_error"] in await paprika.inner_text()

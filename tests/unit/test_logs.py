@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from litestar.types import Receive, Scope, Send
 
-from cryptoetl.api.metrics import Registry
+from cryptoetl.api.request_metrics import request_metrics
 from cryptoetl.api.requestid import RequestContext
 from cryptoetl.config import load_settings
 from cryptoetl.logs import (
@@ -161,7 +161,7 @@ async def _serve(statuses: list[int]) -> None:
         async def app(scope: Scope, receive: Receive, send: Send, status: int = status) -> None:
             await _answer(status, scope, receive, send)
 
-        context = RequestContext(app, Registry())
+        context = RequestContext(app, request_metrics())
         scope = {"type": "http", "method": "GET", "path": f"/s/{status}", "headers": []}
         await context(scope, receive, noop_send)  # type: ignore[arg-type]
 

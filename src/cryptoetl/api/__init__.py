@@ -1,6 +1,9 @@
 """The read-only HTTP API (Litestar on Granian): ``cryptoetl.api.app:create_app`` / ``:app``.
 
-One module per resource (``data``, ``health``, ``stats``, ``runs``, ``assets``, ``metrics``);
-``deps`` owns database access, ``errors`` the error answers and parameter validation,
-``schemas`` every response body, ``requestid`` the per-request context (id, log, metrics).
+One module per resource (``data``, ``health``, ``stats``, ``runs``, ``assets``, ``prices``,
+``metrics``) and the operator dashboard (``dashboard``); ``status`` judges the sources and
+``anomalies`` the runs, for all of them; ``queries`` loads the static SQL of ``sql/*.sql``;
+``deps`` owns database access, ``errors`` the error answers and parameter validation, ``params``
+what the query parameters accept and document, ``schemas`` every response body, ``requestid``
+the per-request context (id, log, metrics), ``methods`` HEAD and 405.
 """

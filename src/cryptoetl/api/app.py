@@ -3,7 +3,12 @@
 ``granian --interface asgi cryptoetl.api.app:app`` imports this module and reads ``app``; the
 attribute is built on first access from the environment (:func:`load_settings`), so importing
 the module (tests, tooling) needs no configuration. Each Granian worker process builds its own
-app, engine and metrics registry.
+app and engine; request metrics are shared by the workers of one server
+(:mod:`cryptoetl.api.request_metrics`).
+
+Every route answers ``HEAD`` as its ``GET`` and a ``405`` says ``Allow``
+(:mod:`cryptoetl.api.methods`); the dashboard's templates and stylesheet are served from the
+:mod:`cryptoetl.api.dashboard` package.
 """
 
 from __future__ import annotations
@@ -11,18 +16,23 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar
-from litestar.datastructures import State
+from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
+from litestar.exceptions import MethodNotAllowedException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.static_files import create_static_files_router
 
-from cryptoetl.api import assets, data, docs, health, metrics, prices, runs, stats, ui
+from cryptoetl.api import assets, data, docs, health, metrics, prices, runs, stats
 from cryptoetl.api.cache import response_cache, totals_cache
+from cryptoetl.api.dashboard import render
+from cryptoetl.api.dashboard.routes import ROUTES as DASHBOARD_ROUTES
 from cryptoetl.api.data.render import SeriesDocs
 from cryptoetl.api.deps import Database, provide_db
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.listener import ChangeListener
-from cryptoetl.api.metrics import Registry
+from cryptoetl.api.methods import HeadAsGet, method_not_allowed
+from cryptoetl.api.request_metrics import RequestMetrics, request_metrics, share_across_workers
 from cryptoetl.api.requestid import RequestContext
 from cryptoetl.api.responses import CachedAnswers, Caches
 from cryptoetl.config import Settings, load_settings_or_exit
@@ -35,9 +45,9 @@ def _provide_settings(state: State) -> Settings:
     return settings
 
 
-def _provide_registry(state: State) -> Registry:
+def _provide_registry(state: State) -> RequestMetrics:
     registry = state.registry
-    assert isinstance(registry, Registry)
+    assert isinstance(registry, RequestMetrics)
     return registry
 
 
@@ -49,7 +59,7 @@ def create_app(settings: Settings) -> Litestar:
         statement_timeout_ms=settings.api_statement_timeout_ms,
         lock_timeout_ms=settings.api_lock_timeout_ms,
     )
-    registry = Registry()
+    registry = request_metrics()
     caches = Caches(responses=response_cache(), totals=totals_cache(), series_docs=SeriesDocs())
     listener = ChangeListener(
         settings.require_api_database_url(), [caches.responses, caches.totals]
@@ -71,8 +81,16 @@ def create_app(settings: Settings) -> Litestar:
             prices.get_prices,
             metrics.metrics,
             *docs.ROUTES,
-            *ui.ROUTES,
+            *DASHBOARD_ROUTES,
+            create_static_files_router(
+                render.STATIC_PATH,
+                [render.STATIC_DIR],
+                # Revalidated on every load (cheap, with the ETag): a new release's styles
+                # show at once.
+                cache_control=CacheControlHeader(no_cache=True),
+            ),
         ],
+        template_config=render.template_config(),
         state=State({"db": db, "settings": settings, "registry": registry, "caches": caches}),
         dependencies={
             # use_cache: each is one object for the app's lifetime, resolved once.
@@ -80,7 +98,10 @@ def create_app(settings: Settings) -> Litestar:
             "settings": Provide(_provide_settings, sync_to_thread=False, use_cache=True),
             "registry": Provide(_provide_registry, sync_to_thread=False, use_cache=True),
         },
-        exception_handlers=exception_handlers(),
+        exception_handlers={
+            **exception_handlers(),
+            MethodNotAllowedException: method_not_allowed,
+        },
         on_startup=[listener.start],
         on_shutdown=[close_db],
         openapi_config=OpenAPIConfig(
@@ -99,8 +120,10 @@ def create_app(settings: Settings) -> Litestar:
     )
     # Wrap the whole pipeline, routing included, so even a 404 gets an id, a log line and a
     # metric (Litestar's middleware list only runs for matched routes).
-    # Cached answers are sent before routing, inside the request context (ids, logs, metrics).
-    app.asgi_handler = RequestContext(CachedAnswers(app.asgi_handler, caches.responses), registry)
+    # Cached answers are sent before routing, inside the request context (ids, logs, metrics)
+    # and the HEAD adapter (a HEAD is answered as its GET, without the body).
+    answers = CachedAnswers(app.asgi_handler, caches.responses)
+    app.asgi_handler = RequestContext(HeadAsGet(answers), registry)
     return app
 
 
@@ -108,6 +131,7 @@ def app_from_env() -> Litestar:
     """The production app: settings and JSON logging from the environment."""
     settings = load_settings_or_exit(Settings.require_api_database_url)
     configure_logging(settings)
+    share_across_workers()
     return create_app(settings)
 
 

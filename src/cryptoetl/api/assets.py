@@ -20,8 +20,10 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
+from cryptoetl.api import params
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.queries import load
 from cryptoetl.api.schemas import (
     AssetDetail,
     AssetList,
@@ -42,43 +44,14 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 NEWS_LIMIT = 10
 
-# $1 symbol (exact, any case) and $2 search pattern (substring of name, slug or symbol).
-_WHERE = """($1::text IS NULL OR a.symbol = upper($1::text))
-    AND ($2::text IS NULL OR a.name ILIKE $2::text ESCAPE '\\' OR a.slug ILIKE $2::text ESCAPE '\\'
-         OR a.symbol ILIKE $2::text ESCAPE '\\')"""
-LIST_SQL = f"""SELECT a.id, a.slug, a.symbol, a.name,
-    coalesce((SELECT sum(s.observations) FROM market_series s WHERE s.asset_id = a.id), 0)::bigint
-        AS records
-FROM assets a WHERE {_WHERE}
-ORDER BY a.id LIMIT $3::int OFFSET $4::bigint"""
-COUNT_SQL = f"SELECT count(*) FROM assets a WHERE {_WHERE}"
-
-# By id, else slug, else symbol: the first kind that matches wins (two rows: ambiguous symbol).
-FIND_SQL = """WITH found AS (
-    SELECT id, slug, symbol, name, 1 AS rank FROM assets WHERE id = $1::bigint
-    UNION ALL SELECT id, slug, symbol, name, 2 FROM assets WHERE slug = lower($2::text)
-    UNION ALL SELECT id, slug, symbol, name, 3 FROM assets WHERE symbol = upper($2::text)
-)
-SELECT id, slug, symbol, name FROM found
-WHERE rank = (SELECT min(rank) FROM found) ORDER BY id LIMIT 6"""
-MAPPINGS_SQL = (
-    "SELECT source_type, source_id, symbol, name, match_method, confidence::float8 "
-    "FROM asset_mappings WHERE asset_id = $1::bigint ORDER BY source_type, source_id"
-)
-# The newest observation of each series: one probe of its (series, timestamp) key.
-PRICES_SQL = """SELECT s.source_type, s.key, s.id, s.venue, s.base, s.quote, s.interval,
-    o.price, o.market_cap, o.volume_quote, o.change_pct, o.rank, o.source_timestamp
-FROM market_series s
-JOIN market_observations o ON o.source_type = s.source_type AND o.series_id = s.id
-    AND o.source_timestamp = s.last_ts
-WHERE s.asset_id = $1::bigint
-ORDER BY s.source_type, s.venue, s.quote NULLS LAST, s.interval NULLS LAST, s.id
-LIMIT $2::int"""
+_SQL = load("assets")
+PAGE_SQL = _SQL["page"]
+FIND_SQL = _SQL["find"]
+MAPPINGS_SQL = _SQL["mappings"]
+PRICES_SQL = _SQL["latest_prices"]
+NEWS_SQL = _SQL["news"]
 MAX_PRICES = 50
-NEWS_SQL = """SELECT id, source_type, source_id, title, url, author, category, source_timestamp
-FROM news_items
-WHERE mentioned_asset_ids @> ARRAY[$1::bigint]
-ORDER BY source_timestamp DESC, id DESC LIMIT $2::int"""
+MAX_PAGE = 10**6
 
 _ERRORS = {
     400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
@@ -92,6 +65,22 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+async def asset_page(
+    conn: Any, symbol: str | None, search: str | None, limit: int, offset: int
+) -> tuple[int, list[AssetListItem]]:
+    """The total of the assets matching ``symbol`` and ``search``, and one page of them."""
+    pattern = like_pattern(search) if search else None
+    rows = await conn.fetch(PAGE_SQL, symbol, pattern, limit, offset)
+    items = [
+        AssetListItem(
+            id=r["id"], slug=r["slug"], symbol=r["symbol"], name=r["name"], records=r["records"]
+        )
+        for r in rows
+        if r["id"] is not None
+    ]
+    return int(rows[0]["total"]), items
+
+
 @get(
     "/assets",
     summary="Canonical assets",
@@ -101,49 +90,26 @@ def like_pattern(text: str) -> str:
 async def list_assets(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
-    page: Annotated[
-        str | None,
-        Parameter(
-            description="Page number",
-            schema_extra={"type": "integer", "one_of": None, "minimum": 1, "default": 1},
-        ),
-    ] = None,
+    page: Annotated[str | None, params.integer("Page number", 1, MAX_PAGE, 1)] = None,
     page_size: Annotated[
-        str | None,
-        Parameter(
-            description=f"Assets per page (1-{MAX_PAGE_SIZE})",
-            schema_extra={"type": "integer", "one_of": None, "minimum": 1, "maximum": 1000},
-        ),
+        str | None, params.integer("Assets per page", 1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
     ] = None,
     search: Annotated[
-        str | None,
-        Parameter(
-            description="Substring of name, slug or symbol (any case)",
-            schema_extra={"type": "string", "one_of": None},
-        ),
+        str | None, params.text("Substring of name, slug or symbol (any case)", 100)
     ] = None,
-    symbol: Annotated[
-        str | None,
-        Parameter(
-            description="Exact symbol (any case)",
-            schema_extra={"type": "string", "one_of": None},
-        ),
-    ] = None,
+    symbol: Annotated[str | None, params.text("Exact symbol (any case)", 50)] = None,
 ) -> Response[AssetList]:
     errors = ParamErrors()
-    page_n = errors.integer("page", page, 1, 1, 10**6)
+    params.reject_unknown(request, ("page", "page_size", "search", "symbol"), errors)
+    page_n = errors.integer("page", page, 1, 1, MAX_PAGE)
     size = errors.integer("page_size", page_size, DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     text = errors.text("search", search, 100)
     sym = errors.text("symbol", symbol, 50)
     errors.raise_if_any()
-    pattern = like_pattern(text) if text else None
     async with db.connection() as conn:
-        total = await conn.fetchval(COUNT_SQL, sym, pattern)
-        rows = await conn.fetch(LIST_SQL, sym, pattern, size, (page_n - 1) * size)
+        total, items = await asset_page(conn, sym, text, size, (page_n - 1) * size)
     body = AssetList(
-        data=[
-            AssetListItem(id=r[0], slug=r[1], symbol=r[2], name=r[3], records=r[4]) for r in rows
-        ],
+        data=items,
         metadata=AssetListMeta(
             request_id=request_id_of(request),
             api_latency_ms=latency_ms(request),
@@ -191,6 +157,9 @@ async def get_asset(
     db: NamedDependency[Database],
     asset_id: Annotated[str, Parameter(description="Asset id, slug or symbol")],
 ) -> Response[AssetDetail]:
+    errors = ParamErrors()
+    params.reject_unknown(request, (), errors)
+    errors.raise_if_any()
     async with db.connection() as conn:
         found = await find_asset(conn, asset_id)
         mappings = await conn.fetch(MAPPINGS_SQL, found["id"])

@@ -1,88 +1,87 @@
-"""``GET /health``: can we reach the database, and is the ETL delivering?
+"""``GET /health``: can we reach the database, and is every enabled source delivering current data?
 
-* ``healthy`` (200): database reachable, every enabled source's last run succeeded less than
-  ``STALE_AFTER_S`` seconds ago.
-* ``degraded`` (200): reachable, but no run was ever recorded, or an enabled source's last run
-  failed, never ran, or last succeeded more than ``STALE_AFTER_S`` ago (its data is stale).
-  ``reasons`` lists each finding.
+* ``healthy`` (200): database reachable, every enabled source healthy;
+* ``degraded`` (200): reachable, but no run was ever recorded, or an enabled source is failing
+  or degraded by the rules of :mod:`cryptoetl.api.status` (the dashboard's and ``/metrics``'
+  rules too): its last run failed or was interrupted, it never succeeded, no run succeeded for
+  ``STALE_AFTER_S``, its next run is overdue, or the upstream timestamp of its newest
+  observation is older than its ``FRESHNESS_S`` threshold although its runs succeed (a frozen
+  upstream). ``reasons`` lists each finding, prefixed with the source;
 * ``unhealthy`` (503): the database cannot be reached within :data:`HEALTH_TIMEOUT_S`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
+from cryptoetl.api import params, status
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
-from cryptoetl.api.errors import JSON, DatabaseUnavailable, latency_ms, request_id_of
-from cryptoetl.api.queries import NEWEST_RECORD, RECORDS_BY_SOURCE
-from cryptoetl.api.schemas import Health, Meta, RunSummary, SourceHealth
+from cryptoetl.api.errors import (
+    JSON,
+    DatabaseUnavailable,
+    ParamErrors,
+    latency_ms,
+    request_id_of,
+)
+from cryptoetl.api.queries import load
+from cryptoetl.api.schemas import ErrorBody, Health, Meta, RunSummary, SourceHealth
+from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
 
-_CHECKPOINTS = (
-    "SELECT source_type, status, last_success_at, last_failure_at, last_error FROM checkpoints"
-)
-_LAST_RUN = (
-    "SELECT id, source_type, status, started_at, finished_at FROM runs "
-    "ORDER BY started_at DESC LIMIT 1"
-)
-
-_encoder = msgspec.json.Encoder()
+NEWEST_RUN = load("status")["newest_run"]
 
 
-class _Snapshot(msgspec.Struct):
-    checkpoints: list[Any]
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    statuses: list[status.SourceStatus]
     records: dict[str, int]
-    last_run: Any
-    newest: datetime | None
+    newest_run: Any
 
 
-async def _snapshot(db: Database) -> _Snapshot:
+async def _snapshot(db: Database, settings: Settings, now: datetime) -> _Snapshot:
     # One bound for connecting and querying: /health must answer while the database hangs.
     async with asyncio.timeout(HEALTH_TIMEOUT_S), db.connection(HEALTH_TIMEOUT_S) as conn:
-        return _Snapshot(
-            checkpoints=list(await conn.fetch(_CHECKPOINTS)),
-            records={str(r[0]): int(r[2]) for r in await conn.fetch(RECORDS_BY_SOURCE)},
-            last_run=await conn.fetchrow(_LAST_RUN),
-            newest=await conn.fetchval(NEWEST_RECORD),
-        )
+        statuses = await status.load(conn, settings, now)
+        records = await records_per_source(conn)
+        return _Snapshot(statuses, records, await conn.fetchrow(NEWEST_RUN))
 
 
-def _sources(settings: Settings, snap: _Snapshot, now: datetime) -> dict[str, SourceHealth]:
-    stale_before = now - timedelta(seconds=settings.stale_after_s)
-    rows = {row["source_type"]: row for row in snap.checkpoints}
-    sources = {}
-    for name in dict.fromkeys([*settings.enabled_sources, *sorted(rows)]):
-        row = rows.get(name)
-        last_success = row["last_success_at"] if row else None
-        sources[name] = SourceHealth(
-            status=row["status"] if row else "never_run",
-            last_success_at=last_success,
-            last_failure_at=row["last_failure_at"] if row else None,
-            last_error=row["last_error"] if row else None,
-            records=snap.records.get(name, 0),
-            interval_s=settings.interval_for(name),
-            stale=last_success is None or last_success < stale_before,
-        )
-    return sources
+def _shown(judged: status.SourceStatus) -> bool:
+    """Enabled sources, and disabled ones that have run (their history is still there)."""
+    return judged.policy.enabled or judged.facts.checkpoint_status is not None
 
 
-def _reasons(settings: Settings, snap: _Snapshot, sources: dict[str, SourceHealth]) -> list[str]:
-    reasons = [] if snap.last_run is not None else ["no ETL run recorded yet"]
-    for name in settings.enabled_sources:
-        source = sources[name]
-        if source.status == "failed":
-            reasons.append(f"{name}: last run failed")
-        if source.last_success_at is None:
-            reasons.append(f"{name}: no successful run yet")
-        elif source.stale:
-            reasons.append(f"{name}: no new data for more than {settings.stale_after_s}s")
+def source_health(judged: status.SourceStatus, records: int) -> SourceHealth:
+    facts = judged.facts
+    return SourceHealth(
+        status=facts.checkpoint_status or "never_run",
+        health=judged.health,
+        reasons=list(judged.reasons),
+        last_success_at=facts.last_success_at,
+        last_failure_at=facts.last_failure_at,
+        last_error=facts.last_error,
+        records=records,
+        interval_s=judged.policy.interval_s,
+        next_run_at=judged.next_run_at,
+        newest_data_at=facts.newest_data_at,
+        data_age_s=judged.data_age_s,
+        freshness_s=judged.policy.freshness_s,
+        stale=judged.stale,
+    )
+
+
+def _reasons(snap: _Snapshot) -> list[str]:
+    reasons = [] if snap.newest_run is not None else ["no ETL run recorded yet"]
+    for judged in snap.statuses:
+        if judged.policy.enabled:
+            reasons += [f"{judged.source}: {reason}" for reason in judged.reasons]
     return reasons
 
 
@@ -98,46 +97,60 @@ def _run_summary(row: Any) -> RunSummary | None:
     )
 
 
+def _unreachable(now: datetime, meta: Meta) -> Response[Health]:
+    body = Health(
+        status="unhealthy",
+        database_connected=False,
+        etl_last_run=None,
+        etl_status=None,
+        sources={},
+        newest_record_at=None,
+        reasons=["database unreachable"],
+        timestamp=now,
+        metadata=meta,
+    )
+    return Response(body, status_code=503, media_type=JSON)
+
+
 @get(
     "/health",
     summary="Service and ETL health",
     description=__doc__,
-    responses={503: ResponseSpec(Health, description="Database unreachable")},
+    responses={
+        400: ResponseSpec(ErrorBody, description="Unknown parameters", generate_examples=False),
+        503: ResponseSpec(Health, description="Database unreachable"),
+    },
 )
 async def health(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
     settings: NamedDependency[Settings],
 ) -> Response[Health]:
+    errors = ParamErrors()
+    params.reject_unknown(request, (), errors)
+    errors.raise_if_any()
     now = datetime.now(UTC)
     meta = Meta(request_id=request_id_of(request), api_latency_ms=0.0)
     try:
-        snap = await _snapshot(db)
+        snap = await _snapshot(db, settings, now)
     except (DatabaseUnavailable, TimeoutError):
         meta.api_latency_ms = latency_ms(request)
-        body = Health(
-            status="unhealthy",
-            database_connected=False,
-            etl_last_run=None,
-            etl_status=None,
-            sources={},
-            newest_record_at=None,
-            reasons=["database unreachable"],
-            timestamp=now,
-            metadata=meta,
-        )
-        return Response(body, status_code=503, media_type=JSON)
-    sources = _sources(settings, snap, now)
-    reasons = _reasons(settings, snap, sources)
-    last_run = _run_summary(snap.last_run)
+        return _unreachable(now, meta)
+    reasons = _reasons(snap)
+    last_run = _run_summary(snap.newest_run)
+    newest = [s.facts.newest_data_at for s in snap.statuses if s.facts.newest_data_at]
     meta.api_latency_ms = latency_ms(request)
     body = Health(
         status="degraded" if reasons else "healthy",
         database_connected=True,
         etl_last_run=last_run,
         etl_status=last_run.status if last_run else "never_run",
-        sources=sources,
-        newest_record_at=snap.newest,
+        sources={
+            s.source: source_health(s, snap.records.get(s.source, 0))
+            for s in snap.statuses
+            if _shown(s)
+        },
+        newest_record_at=max(newest, default=None),
         reasons=reasons,
         timestamp=now,
         metadata=meta,

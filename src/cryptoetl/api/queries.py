@@ -1,14 +1,64 @@
-"""Static SQL shared by several API resources (one statement, one place)."""
+"""The API's static SQL, read from ``cryptoetl/api/sql/<concern>.sql`` (one file per concern).
+
+A file holds named blocks, each a header line ``-- name --``, comment lines saying what the
+statement returns and what its parameters are, then the statement::
+
+    -- recent --
+    -- The newest runs of every source ($1 how many).
+    SELECT ...
+
+Modules bind their statements once, at import (``RECENT = load("runs")["recent"]``), so a
+misspelt name fails when the module loads, and ``tests/integration/api/test_queries.py`` runs
+``EXPLAIN`` on every statement of every file against the migrated schema. SQL whose text is
+derived from Python (the ``/data`` builder, the upsert) is not here.
+"""
 
 from __future__ import annotations
 
-# Exact record counts per source and kind, from the counts the writers keep (no table scan).
-RECORDS_BY_SOURCE = """SELECT source_type, 'market' AS kind, sum(observations)::bigint AS n
-FROM market_series GROUP BY source_type
-UNION ALL
-SELECT source_type, 'news', n FROM news_counts WHERE asset_id = 0"""
+import functools
+import re
+from importlib import resources
 
-# The newest source timestamp of any record: series keep their bounds, news has its index.
-NEWEST_RECORD = """SELECT greatest(
-    (SELECT max(last_ts) FROM market_series),
-    (SELECT source_timestamp FROM news_items ORDER BY source_timestamp DESC, id DESC LIMIT 1))"""
+_HEADER = re.compile(r"-- ([a-z][a-z0-9_]*) --")
+
+
+class QueryFileError(ValueError):
+    """A ``.sql`` file that does not follow the block format (names the file and line)."""
+
+
+def parse(text: str, origin: str) -> dict[str, str]:
+    """The named statements of one file's text, in file order."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        header = _HEADER.fullmatch(line.strip())
+        if header:
+            name = header.group(1)
+            if name in blocks:
+                raise QueryFileError(f"{origin}:{number}: {name!r} is defined twice")
+            current = blocks[name] = []
+        elif current is not None:
+            if current or not line.startswith("--"):  # the description is not part of the SQL
+                current.append(line)
+        elif line.strip() and not line.startswith("--"):
+            raise QueryFileError(f"{origin}:{number}: SQL before the first '-- name --' header")
+    statements = {
+        name: "\n".join(lines).strip().rstrip(";").strip() for name, lines in blocks.items()
+    }
+    empty = [name for name, sql in statements.items() if not sql]
+    if empty:
+        raise QueryFileError(f"{origin}: no statement under {', '.join(empty)}")
+    return statements
+
+
+@functools.cache
+def load(concern: str) -> dict[str, str]:
+    """The statements of ``sql/<concern>.sql`` by name."""
+    path = resources.files("cryptoetl.api").joinpath("sql", f"{concern}.sql")
+    return parse(path.read_text(encoding="utf-8"), f"sql/{concern}.sql")
+
+
+def concerns() -> list[str]:
+    """Every ``.sql`` file shipped with the API, by concern name."""
+    folder = resources.files("cryptoetl.api").joinpath("sql")
+    return sorted(p.name.removesuffix(".sql") for p in folder.iterdir() if p.name.endswith(".sql"))

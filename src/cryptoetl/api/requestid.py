@@ -22,7 +22,7 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from cryptoetl.api.metrics import Registry
+from cryptoetl.api.request_metrics import RequestMetrics
 from cryptoetl.logs import access_level
 
 access_log = logging.getLogger("cryptoetl.api.access")
@@ -44,9 +44,9 @@ def request_id_from(headers: Any) -> str:
 class RequestContext:
     """ASGI wrapper around the app's request handler (see module docstring)."""
 
-    def __init__(self, app: ASGIApp, registry: Registry) -> None:
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
-        self.registry = registry
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:  # websockets (none yet); lifespan never comes here
@@ -67,18 +67,18 @@ class RequestContext:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
-        self.registry.in_flight += 1
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self.registry.in_flight -= 1
+            self.metrics.in_flight.dec()
             self._record(scope, request_id, status, time.perf_counter() - started)
 
     def _record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         # path_template is set by Litestar's router once a route matched.
         route = scope.get("path_template") or "unmatched"
         method = str(scope.get("method", "GET"))
-        self.registry.observe(method, route, status, seconds)
+        self.metrics.observe(method, route, status, seconds)
         # At the level of the status, so that ACCESS_LOG=errors keeps only 4xx and 5xx lines.
         access_log.log(
             access_level(status),

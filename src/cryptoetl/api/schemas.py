@@ -154,12 +154,24 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 
 class SourceHealth(msgspec.Struct, kw_only=True):
-    status: str  # the checkpoint status: never_run | running | success | failed | interrupted
+    """One source as :mod:`cryptoetl.api.status` judges it (the dashboard shows the same)."""
+
+    # The checkpoint's status: never_run | running | success | failed | interrupted.
+    status: str
+    health: Literal["healthy", "degraded", "failing", "disabled"]
+    reasons: list[str]
     last_success_at: datetime | None
     last_failure_at: datetime | None
     last_error: str | None
     records: int
     interval_s: int
+    next_run_at: datetime | None
+    # The upstream timestamp of the newest observation, its age, and the age past which the
+    # data is stale (null: never stale, as CSV history by default).
+    newest_data_at: datetime | None
+    data_age_s: float | None
+    freshness_s: int | None
+    # Data too old, or no successful run for more than STALE_AFTER_S.
     stale: bool
 
 
@@ -219,12 +231,17 @@ class Anomaly(msgspec.Struct, kw_only=True):
 
 
 class Baseline(msgspec.Struct, kw_only=True):
-    """History the anomaly rules compare ``run_b`` with: successful runs of its source."""
+    """History ``run_b`` is judged against (see :mod:`cryptoetl.api.anomalies`): the productive
+    successful runs of its source for ``processed``, the successful runs of its own kind (no-op
+    or productive) for the duration."""
 
     runs: int
     mean_processed: float | None
     stddev_processed: float | None
     median_duration_s: float | None
+    duration_runs: int
+    run_b_no_op: bool  # run_b inserted and updated nothing
+    skipped: list[str]  # rules not applied to run_b, and why
 
 
 class RunComparison(msgspec.Struct, kw_only=True):

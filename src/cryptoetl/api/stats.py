@@ -14,12 +14,12 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
 
+from cryptoetl.api import params
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
-from cryptoetl.api.queries import RECORDS_BY_SOURCE
-from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RUN_COLUMNS, run_item
+from cryptoetl.api.queries import load
+from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RECENT, run_item
 from cryptoetl.api.schemas import (
     CheckpointItem,
     ErrorBody,
@@ -29,17 +29,9 @@ from cryptoetl.api.schemas import (
     StatsSummary,
 )
 
-_CHECKPOINTS = (
-    "SELECT source_type, status, cursor::text AS cursor, last_run_id, last_success_at, "
-    "last_failure_at, last_error, records_total, last_run_processed, updated_at "
-    "FROM checkpoints ORDER BY source_type"
-)
-_RECENT = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id LIMIT $1::int"
-_TOTALS = """SELECT count(*), count(*) FILTER (WHERE status = 'failed'),
-    coalesce(sum(processed), 0)::bigint, coalesce(sum(inserted), 0)::bigint,
-    coalesce(sum(updated), 0)::bigint, coalesce(sum(rejected), 0)::bigint,
-    coalesce(sum(drift_events), 0)::bigint
-FROM runs"""
+_CHECKPOINTS = load("stats")["checkpoints"]
+_TOTALS = load("stats")["totals"]
+RECORDS_BY_SOURCE = load("counts")["records_by_source"]
 
 
 def _checkpoint(row: Any) -> CheckpointItem:
@@ -55,6 +47,14 @@ def _checkpoint(row: Any) -> CheckpointItem:
         last_run_processed=row["last_run_processed"],
         updated_at=row["updated_at"],
     )
+
+
+async def records_per_source(conn: Any) -> dict[str, int]:
+    """Records in the tables per source, both kinds together (from the kept counts)."""
+    records: dict[str, int] = {}
+    for source, _, n in await conn.fetch(RECORDS_BY_SOURCE):
+        records[source] = records.get(source, 0) + int(n)
+    return records
 
 
 def _by_source(rows: list[Any]) -> dict[str, KindCounts]:
@@ -79,19 +79,16 @@ async def stats(
     request: Request[Any, Any, Any],
     db: NamedDependency[Database],
     limit: Annotated[
-        str | None,
-        Parameter(
-            description=f"How many recent runs (1-{MAX_LIMIT})",
-            schema_extra={"type": "integer", "one_of": None, "minimum": 1, "maximum": MAX_LIMIT},
-        ),
+        str | None, params.integer("How many recent runs", 1, MAX_LIMIT, DEFAULT_LIMIT)
     ] = None,
 ) -> Response[Stats]:
     errors = ParamErrors()
+    params.reject_unknown(request, ("limit",), errors)
     n = errors.integer("limit", limit, DEFAULT_LIMIT, 1, MAX_LIMIT)
     errors.raise_if_any()
     async with db.connection() as conn:
         checkpoints = [_checkpoint(r) for r in await conn.fetch(_CHECKPOINTS)]
-        recent = [run_item(r) for r in await conn.fetch(_RECENT, n)]
+        recent = [run_item(r) for r in await conn.fetch(RECENT, n)]
         by_source = _by_source(list(await conn.fetch(RECORDS_BY_SOURCE)))
         runs, failed, processed, inserted, updated, rejected, drift = await conn.fetchrow(_TOTALS)
     summary = StatsSummary(

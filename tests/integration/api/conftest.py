@@ -24,7 +24,8 @@ from litestar import Litestar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.api.app import create_app
-from cryptoetl.config import load_settings
+from cryptoetl.config import DatabaseUrl, load_settings
+from cryptoetl.db.engine import make_engine
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources.base import (
@@ -38,7 +39,7 @@ from cryptoetl.sources.base import (
     Reject,
     SourceType,
 )
-from tests.pg import TestDatabase
+from tests.pg import TestDatabase, fresh_database, truncate_all
 
 # All source timestamps hang off T0 (well in the past, so "now" never collides).
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -422,3 +423,29 @@ def restore_bookkeeping(database: TestDatabase) -> Iterator[None]:
                     for row in checkpoints
                 ],
             )
+
+
+# --- a database of its own, for histories of *now* (see scenario.py) ----------------------------
+
+
+@pytest.fixture(scope="package")
+def recent_database(pg_server: str) -> Iterator[TestDatabase]:
+    with fresh_database(pg_server) as db:
+        yield db
+
+
+@pytest.fixture(scope="package")
+async def recent_engine(recent_database: TestDatabase) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(DatabaseUrl(recent_database.admin_url, "TEST_DATABASE_URL"))
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def recent(
+    recent_database: TestDatabase, recent_engine: AsyncEngine
+) -> AsyncIterator[tuple[TestDatabase, AsyncEngine, httpx.AsyncClient]]:
+    """An empty database and an app on it; the test writes the history it needs."""
+    truncate_all(recent_database)
+    async with api_client(create_app(load_settings(recent_database.env()))) as c:
+        yield recent_database, recent_engine, c

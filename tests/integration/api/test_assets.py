@@ -148,3 +148,17 @@ def test_spread_compares_only_current_prices() -> None:
     assert spread_pct([]) is None
     # A USDT or BTC price is another unit: never part of a USD spread.
     assert spread_pct([*current, price("csv", 130.0, timedelta(0), "USDT")]) == pytest.approx(1.0)
+
+
+async def test_latest_prices_name_their_records_as_data_does(
+    client: Client, api_data: ApiData
+) -> None:
+    """The source_id of each latest price (assets.sql) is the /data item's (data/page.py)."""
+    prices = body(await client.get("/assets/bitcoin"))["prices"]
+    assert prices
+    for price in prices:
+        query = {"asset": "bitcoin", "source_type": price["source_type"], "page_size": 1000}
+        items = body(await client.get("/data", params=query))["data"]
+        assert len(items) < 1000  # every record of the fixture's series is on the page
+        by_series = {i["source_id"] for i in items if i["series"]["id"] == price["series"]["id"]}
+        assert price["source_id"] in by_series

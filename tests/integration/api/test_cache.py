@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from litestar import Litestar
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.api.app import create_app
@@ -189,10 +190,25 @@ async def test_an_answer_from_before_routing_is_the_handlers_answer(
     assert (head.status_code, head.content) == (200, b"")
     # The length of the GET it stands for (but the latency's digits).
     assert abs(int(head.headers["content-length"]) - len(from_cache.content)) < 8
-    metrics = (await client.get("/metrics")).text
-    served = [line for line in metrics.splitlines() if 'route="/data"' in line and "_count" in line]
-    assert served, "cached answers are counted under their route"
-    assert 'route="unmatched"' not in metrics
+
+    before = await _requests_served(client)
+    await client.get(path)  # from the cache
+    await client.get(path)
+    after = await _requests_served(client)
+    assert after.get("/data", 0) - before.get("/data", 0) == 2  # counted under their route
+    assert after.get("unmatched", 0) == before.get("unmatched", 0)
+
+
+async def _requests_served(client: httpx.AsyncClient) -> dict[str, float]:
+    """GETs answered 200 so far, by route (the request metrics are the process's)."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families((await client.get("/metrics")).text):
+        for sample in family.samples:
+            labels = sample.labels
+            wanted = labels.get("method") == "GET" and labels.get("status") == "200"
+            if sample.name == "cryptoetl_http_requests_total" and wanted:
+                counts[labels["route"]] = counts.get(labels["route"], 0) + sample.value
+    return counts
 
 
 async def test_no_listener_no_cache_and_reconnecting_starts_empty(

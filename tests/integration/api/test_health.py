@@ -1,4 +1,5 @@
-"""GET /health states, an empty database, and the API with its database down and back."""
+"""GET /health: states by the shared status rules (runs and data age), an empty database, and
+the API with its database down and back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,6 +18,7 @@ import pytest
 from cryptoetl.api.app import create_app
 from cryptoetl.config import load_settings
 from tests.integration.api.conftest import ApiData, api_client, body, sql
+from tests.integration.api.scenario import Recent, Run, fresh_everywhere, write_run
 from tests.pg import TestDatabase, fresh_database
 
 Client = httpx.AsyncClient
@@ -45,34 +48,89 @@ async def test_degraded_when_a_source_failed(
     assert health["timestamp"].endswith("Z")
 
 
+# --- a history of now: data age, run staleness, overdue and interrupted runs ------------------
+
+
 async def test_healthy_when_every_source_is_fresh(
-    client: Client, database: TestDatabase, api_data: ApiData, restore_bookkeeping: None
+    recent: Recent,
 ) -> None:
-    sql(
-        database,
-        "UPDATE checkpoints SET status = 'success', last_success_at = now(), last_error = NULL",
-    )
-    health = body(await client.get("/health"))
+    db, engine, c = recent
+    newest = await fresh_everywhere(db, engine)
+    health = body(await c.get("/health"))
     assert health["status"] == "healthy"
     assert health["reasons"] == []
-    assert all(not s["stale"] for s in health["sources"].values())
+    for name, source in health["sources"].items():
+        assert (source["health"], source["reasons"], source["stale"]) == ("healthy", [], False)
+        assert source["newest_data_at"] == newest.isoformat().replace("+00:00", "Z"), name
+        assert 55 < source["data_age_s"] < 120
+    thresholds = {name: s["freshness_s"] for name, s in health["sources"].items()}
+    assert thresholds == {"csv": None, "coinpaprika": 900, "coingecko": 900, "rss": 21_600}
 
 
-async def test_degraded_when_data_is_stale(
-    client: Client, database: TestDatabase, api_data: ApiData, restore_bookkeeping: None
+async def test_degraded_when_no_run_succeeded_for_stale_after(
+    recent: Recent,
 ) -> None:
-    sql(database, "UPDATE checkpoints SET status = 'success', last_success_at = now()")
+    db, engine, c = recent
+    await fresh_everywhere(db, engine)
     sql(
-        database,
+        db,
         "UPDATE checkpoints SET last_success_at = now() - interval '2 hours' "
         "WHERE source_type = 'csv'",
     )
-    response = await client.get("/health")
+    response = await c.get("/health")
     assert response.status_code == 200
     health = body(response)
     assert health["status"] == "degraded"
-    assert health["reasons"] == ["csv: no new data for more than 3600s"]
+    assert health["reasons"] == ["csv: no successful run for 2 h (STALE_AFTER_S 1 h)"]
     assert health["sources"]["csv"]["stale"] is True
+    assert health["sources"]["csv"]["health"] == "degraded"
+
+
+async def test_degraded_on_a_frozen_upstream(
+    recent: Recent,
+) -> None:
+    """CoinGecko's runs succeed, but what they bring is two days old: the data is stale."""
+    db, engine, c = recent
+    await fresh_everywhere(db, engine)
+    frozen = datetime.now(UTC) - timedelta(days=2)
+    sql(db, "DELETE FROM market_observations WHERE source_type = 'coingecko'")
+    sql(db, "DELETE FROM market_series WHERE source_type = 'coingecko'")
+    await write_run(db, engine, Run("coingecko", data_at=frozen))
+    health = body(await c.get("/health"))
+    assert health["status"] == "degraded"
+    assert health["reasons"] == ["coingecko: newest data is 2 d old (FRESHNESS_S 15 min)"]
+    gecko = health["sources"]["coingecko"]
+    assert (gecko["status"], gecko["health"], gecko["stale"]) == ("success", "degraded", True)
+    assert gecko["data_age_s"] == pytest.approx(2 * 86_400, abs=60)
+    # A future-dated entry (clock skew, a hostile feed) does not make old news look fresh.
+    old = datetime.now(UTC) - timedelta(days=3)
+    sql(db, "DELETE FROM news_items")
+    await write_run(db, engine, Run("rss", data_at=old))
+    await write_run(db, engine, Run("rss", data_at=datetime.now(UTC) + timedelta(days=365)))
+    rss = body(await c.get("/health"))["sources"]["rss"]
+    assert rss["health"] == "degraded"
+    assert rss["data_age_s"] == pytest.approx(3 * 86_400, abs=60)
+    assert rss["reasons"] == ["newest data is 3 d old (FRESHNESS_S 6 h)"]
+
+
+async def test_overdue_and_interrupted_runs_degrade_health_as_on_the_dashboard(
+    recent: Recent,
+) -> None:
+    db, engine, c = recent
+    await fresh_everywhere(db, engine)
+    # rss runs every 600 s; its newest run ended 30 min ago: overdue by 20 min (no worker?).
+    sql(db, "UPDATE runs SET finished_at = now() - interval '30 minutes' WHERE source_type = 'rss'")
+    await write_run(db, engine, Run("csv", status="interrupted"))
+    health = body(await c.get("/health"))
+    assert health["status"] == "degraded"
+    csv, rss = health["reasons"]
+    assert csv == "csv: last run interrupted"
+    assert rss.startswith("rss: next run overdue by 20 min")  # (+ the seconds this test took)
+    page = (await c.get("/")).text
+    assert 'id="source-csv" data-source="csv" data-status="degraded"' in page
+    assert 'id="source-rss" data-source="rss" data-status="degraded"' in page
+    assert "last run interrupted" in page
+    assert "next run overdue by 20 min" in page
 
 
 # --- an empty database ---------------------------------------------------------------------------
@@ -183,7 +241,11 @@ async def test_database_unreachable_is_a_clean_503(
             payload = assert_clean_503(await c.get(path), "database_unavailable")
             assert payload["request_id"]
         assert time.monotonic() - started < 5
-        assert (await c.get("/metrics")).status_code == 200  # the process is fine
+        scraped = await c.get("/metrics")  # the process is fine: request metrics still answer
+        assert scraped.status_code == 200
+        assert "cryptoetl_pipeline_up 0.0" in scraped.text
+        assert "cryptoetl_http_requests_total" in scraped.text
+        assert "cryptoetl_source_status" not in scraped.text  # nothing made up
 
 
 async def test_health_gives_up_after_two_seconds(database: TestDatabase, api_data: ApiData) -> None:

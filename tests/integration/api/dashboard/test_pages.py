@@ -13,8 +13,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cryptoetl.api.runs import BASELINE_RUNS
-from cryptoetl.api.ui_render import MAX_CHART_POINTS, TIMELINE_SLOTS
+from cryptoetl.api.anomalies import BASELINE_RUNS
+from cryptoetl.api.dashboard.charts import TIMELINE_SLOTS
+from cryptoetl.api.prices import MAX_BUCKETS as MAX_CHART_POINTS
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources.base import SNAPSHOT, Batch, MarketRecord
@@ -233,15 +234,18 @@ async def test_timeline_shows_twenty_runs_judged_on_the_full_baseline(
         run_id = uuid.uuid4()
         ids.append(str(run_id))
         at = start + timedelta(seconds=20 * k)
+        processed = 25 + k % 2 if k < 24 else 2500  # productive runs: each brought new entries
         sql(
             database,
             "INSERT INTO runs (id, source_type, started_at, finished_at, heartbeat_at, status, "
-            "worker_id, processed) VALUES (%s, 'rss', %s, %s, %s, 'success', 'ui-test', %s)",
+            "worker_id, processed, inserted) "
+            "VALUES (%s, 'rss', %s, %s, %s, 'success', 'ui-test', %s, %s)",
             run_id,
             at,
             at + timedelta(seconds=2),
             at,
-            25 + k % 2 if k < 24 else 2500,
+            processed,
+            processed,
         )
     try:
         page = await get_page(client, "/")
@@ -280,7 +284,7 @@ async def test_dashboard_escapes_hostile_errors(
         page = await get_page(client, "/")
         assert HOSTILE not in page.html
         assert "<img" not in page.html
-        assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page.html
+        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page.html
         assert not page.find("img")
         assert HOSTILE in page.by_id("source-coinpaprika").text  # read back as plain text
     finally:
@@ -361,10 +365,12 @@ async def _write_snapshots(engine: AsyncEngine, records: list[MarketRecord]) -> 
 
 
 def _delete_series(db: TestDatabase, source: str, base: str, venue: str) -> None:
-    """Remove the test's own series again (observations first: no foreign key to lean on)."""
+    """Remove the test's own series and runs again (observations first: no foreign key to lean
+    on), so that the tests after it see the package's history as it was."""
     ids = "SELECT id FROM market_series WHERE source_type = %s AND base = %s AND venue = %s"
     sql(db, f"DELETE FROM market_observations WHERE series_id IN ({ids})", source, base, venue)
     sql(db, f"DELETE FROM market_series WHERE id IN ({ids})", source, base, venue)
+    sql(db, "DELETE FROM runs WHERE worker_id = 'test' AND source_type = %s", source)
 
 
 async def test_chart_draws_the_price_history_of_each_series(
@@ -522,4 +528,4 @@ async def test_asset_list_is_paginated_and_searchable(
     assert f"/ui/assets/{api_data.btc_id}" in found.hrefs()
 
     hostile = await get_page(client, "/ui/assets?search=%22%3E%3Cscript%3E")
-    assert '<input type="search" name="search" value="&quot;&gt;&lt;script&gt;"' in hostile.html
+    assert '<input type="search" name="search" value="&#34;&gt;&lt;script&gt;"' in hostile.html

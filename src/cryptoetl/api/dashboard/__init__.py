@@ -1,0 +1,1 @@
+"""The operator dashboard: routes, queries, view models, charts, formatters and templates."""

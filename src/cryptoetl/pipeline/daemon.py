@@ -36,9 +36,8 @@ from cryptoetl.migrate import schema_problem
 from cryptoetl.pipeline.assets import AssetResolver
 from cryptoetl.pipeline.runner import RunOutcome, SourceRunner
 from cryptoetl.pipeline.store import Writer
-from cryptoetl.sources import build_sources
+from cryptoetl.sources import open_sources
 from cryptoetl.sources.base import Source, SourceType
-from cryptoetl.sources.http import HttpClient
 
 log = logging.getLogger("cryptoetl.worker")
 
@@ -75,12 +74,12 @@ class Worker:
             self.settings.require_database_url(), pool_size=6, application_name="cryptoetl-worker"
         )
         try:
-            async with HttpClient(self.settings) as http:
+            async with open_sources(self.settings) as sources:
                 resolver = AssetResolver()
                 await patiently(lambda: self._prepare(engine, resolver), patience, stop=self.stop)
                 writer = Writer(resolver)
                 runner = SourceRunner(engine, self.settings, writer, self.worker_id, self.stop)
-                yield engine, build_sources(self.settings, http), runner
+                yield engine, sources, runner
         finally:
             await engine.dispose()
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from litestar.types import Receive, Scope, Send
 
+from cryptoetl.api.request_context import RequestContext
 from cryptoetl.api.request_metrics import request_metrics
-from cryptoetl.api.requestid import RequestContext
 from cryptoetl.config import load_settings
 from cryptoetl.logs import (
     ACCESS_LOGGERS,

@@ -32,8 +32,8 @@ from cryptoetl.api.deps import Database, provide_db
 from cryptoetl.api.errors import exception_handlers
 from cryptoetl.api.listener import ChangeListener
 from cryptoetl.api.methods import HeadAsGet, method_not_allowed
+from cryptoetl.api.request_context import RequestContext
 from cryptoetl.api.request_metrics import RequestMetrics, request_metrics, share_across_workers
-from cryptoetl.api.requestid import RequestContext
 from cryptoetl.api.responses import CachedAnswers, Caches
 from cryptoetl.config import Settings, load_settings_or_exit
 from cryptoetl.logs import configure_logging

@@ -22,8 +22,11 @@ from litestar.params import Parameter
 
 from cryptoetl.api import params
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.docs import openapi_text
+from cryptoetl.api.errors import JSON, NotFound
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
+from cryptoetl.api.request_context import latency_ms, meta_of, request_id_of
 from cryptoetl.api.schemas import (
     AssetDetail,
     AssetList,
@@ -33,7 +36,6 @@ from cryptoetl.api.schemas import (
     AssetRef,
     ErrorBody,
     ListPagination,
-    Meta,
     NewsItem,
     SeriesRef,
     SourcePrice,
@@ -84,7 +86,7 @@ async def asset_page(
 @get(
     "/assets",
     summary="Canonical assets",
-    description=__doc__,
+    description=openapi_text(__doc__),
     responses=_ERRORS,
 )
 async def list_assets(
@@ -149,7 +151,7 @@ def spread_pct(prices: list[SourcePrice]) -> float | None:
 @get(
     "/assets/{asset_id:str}",
     summary="One asset: mappings, latest price per source and spread, recent news",
-    description=__doc__,
+    description=openapi_text(__doc__),
     responses={**_ERRORS, 404: ResponseSpec(ErrorBody, description="Unknown asset")},
 )
 async def get_asset(
@@ -171,7 +173,7 @@ async def get_asset(
         prices=latest,
         price_spread_pct=spread_pct(latest),
         recent_news=[NewsItem(**dict(n)) for n in news],
-        metadata=Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request)),
+        metadata=meta_of(request),
     )
     return Response(body, media_type=JSON)
 

@@ -5,10 +5,16 @@ vendors ``swagger-ui-dist``); our page and its initializer are two small files b
 module. The page's Content-Security-Policy allows scripts, styles and connections to this
 origin only (no inline script: the initializer is a file), images also as data: URLs (the
 UI's icons).
+
+Route descriptions are the resource modules' docstrings, written in reST for the code's readers;
+:func:`openapi_text` turns them into CommonMark, the format OpenAPI descriptions are rendered in,
+so the docs show ``code`` as code and no ``:class:`` roles.
 """
 
 from __future__ import annotations
 
+import inspect
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -18,6 +24,19 @@ import swagger_ui  # type: ignore[import-untyped]
 from litestar import Response, get
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
+
+# :role:`target` or :role:`~dotted.path.Name` (shown as its last part, as Sphinx does).
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def openapi_text(docstring: str | None) -> str:
+    """A reST docstring as a CommonMark OpenAPI description (see module docstring)."""
+    text = _ROLE.sub(
+        lambda m: f"`{m[2].rsplit('.', 1)[-1] if m[1] else m[2]}`",
+        inspect.cleandoc(docstring or ""),
+    )
+    return text.replace("``", "`")
+
 
 _PAGE = resources.files("cryptoetl.api").joinpath("docs_page")
 CSP = (

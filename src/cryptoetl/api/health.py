@@ -23,14 +23,11 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from cryptoetl.api import params, status
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
-from cryptoetl.api.errors import (
-    JSON,
-    DatabaseUnavailable,
-    ParamErrors,
-    latency_ms,
-    request_id_of,
-)
+from cryptoetl.api.docs import openapi_text
+from cryptoetl.api.errors import JSON, DatabaseUnavailable
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
+from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.schemas import ErrorBody, Health, Meta, RunSummary, SourceHealth
 from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
@@ -115,7 +112,7 @@ def _unreachable(now: datetime, meta: Meta) -> Response[Health]:
 @get(
     "/health",
     summary="Service and ETL health",
-    description=__doc__,
+    description=openapi_text(__doc__),
     responses={
         400: ResponseSpec(ErrorBody, description="Unknown parameters", generate_examples=False),
         503: ResponseSpec(Health, description="Database unreachable"),
@@ -130,16 +127,14 @@ async def health(
     params.reject_unknown(request, (), errors)
     errors.raise_if_any()
     now = datetime.now(UTC)
-    meta = Meta(request_id=request_id_of(request), api_latency_ms=0.0)
     try:
         snap = await _snapshot(db, settings, now)
     except (DatabaseUnavailable, TimeoutError):
-        meta.api_latency_ms = latency_ms(request)
-        return _unreachable(now, meta)
+        return _unreachable(now, meta_of(request))
     reasons = _reasons(snap)
     last_run = _run_summary(snap.newest_run)
     newest = [s.facts.newest_data_at for s in snap.statuses if s.facts.newest_data_at]
-    meta.api_latency_ms = latency_ms(request)
+    meta = meta_of(request)
     body = Health(
         status="degraded" if reasons else "healthy",
         database_connected=True,

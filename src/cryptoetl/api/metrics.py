@@ -40,7 +40,9 @@ from prometheus_client.registry import Collector
 
 from cryptoetl.api import params, status
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
-from cryptoetl.api.errors import ApiError, ParamErrors
+from cryptoetl.api.docs import openapi_text
+from cryptoetl.api.errors import ApiError
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_metrics import RequestMetrics
 from cryptoetl.api.schemas import ErrorBody
@@ -149,7 +151,7 @@ async def pipeline_families(db: Database, settings: Settings, now: datetime) -> 
 @get(
     "/metrics",
     summary="Prometheus metrics: API requests (every worker) and the pipeline per source",
-    description=__doc__,
+    description=openapi_text(__doc__),
     media_type=CONTENT_TYPE,
     responses={
         400: ResponseSpec(ErrorBody, description="Unknown parameters", generate_examples=False)

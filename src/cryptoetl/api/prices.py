@@ -32,11 +32,12 @@ from litestar.params import Parameter
 from cryptoetl.api.assets import find_asset
 from cryptoetl.api.data.query import quote_filter, venue_filter
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.errors import JSON
+from cryptoetl.api.params import ParamErrors
+from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.schemas import (
     AssetRef,
     ErrorBody,
-    Meta,
     PriceBucket,
     PriceHistory,
     PriceSeries,
@@ -224,6 +225,6 @@ async def get_prices(
     body = PriceHistory(
         asset=AssetRef(**dict(found)),
         series=series,
-        metadata=Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request)),
+        metadata=meta_of(request),
     )
     return Response(body, media_type=JSON)

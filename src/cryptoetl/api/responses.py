@@ -40,7 +40,8 @@ from cryptoetl.api.cache import (
     TaggedCache,
 )
 from cryptoetl.api.data.render import SeriesDocs
-from cryptoetl.api.errors import JSON, elapsed_ms, latency_ms, request_id_of
+from cryptoetl.api.errors import JSON
+from cryptoetl.api.request_context import elapsed_ms, latency_ms, request_id_of
 from cryptoetl.api.schemas import Meta
 
 CACHE_CONTROL = "no-cache"

@@ -19,8 +19,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from cryptoetl.api import params
 from cryptoetl.api.anomalies import HISTORY_RUNS, judge
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON, NotFound, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.docs import openapi_text
+from cryptoetl.api.errors import JSON, NotFound
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
+from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.schemas import (
     Difference,
     ErrorBody,
@@ -78,7 +81,7 @@ def run_item(row: Any) -> RunItem:
 
 
 def _meta(request: Request[Any, Any, Any]) -> Meta:
-    return Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request))
+    return meta_of(request)
 
 
 @get(
@@ -163,7 +166,7 @@ def _parse_compare(
 @get(
     "/compare-runs",
     summary="Compare two ETL runs and flag anomalies",
-    description=__doc__,
+    description=openapi_text(__doc__),
     responses={**_ERRORS, 404: ResponseSpec(ErrorBody, description="Run(s) not found")},
 )
 async def compare_runs(

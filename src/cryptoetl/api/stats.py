@@ -17,14 +17,16 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from cryptoetl.api import params
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON, ParamErrors, latency_ms, request_id_of
+from cryptoetl.api.docs import openapi_text
+from cryptoetl.api.errors import JSON
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
+from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RECENT, run_item
 from cryptoetl.api.schemas import (
     CheckpointItem,
     ErrorBody,
     KindCounts,
-    Meta,
     Stats,
     StatsSummary,
 )
@@ -69,7 +71,7 @@ def _by_source(rows: list[Any]) -> dict[str, KindCounts]:
 @get(
     "/stats",
     summary="ETL statistics: checkpoints, recent runs, totals",
-    description=__doc__,
+    description=openapi_text(__doc__),
     responses={
         400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
         503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
@@ -108,6 +110,6 @@ async def stats(
         checkpoints=checkpoints,
         recent_runs=recent,
         summary=summary,
-        metadata=Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request)),
+        metadata=meta_of(request),
     )
     return Response(body, media_type=JSON)

@@ -148,6 +148,10 @@ async def test_openapi_schema_and_docs(client: Client, api_data: ApiData) -> Non
     responses = schema["paths"]["/data"]["get"]["responses"]
     assert {"200", "400", "503"} <= set(responses)
     assert "total_is_estimate" in json.dumps(schema["components"])
+    # Descriptions are CommonMark: the modules' reST (``code``, :class:`X`) must not show.
+    described = re.findall(r'"description": "((?:[^"\\]|\\.)*)"', json.dumps(schema))
+    assert any("`GET /health`" in text for text in described)
+    assert not [text for text in described if "``" in text or re.search(r":[a-z]+:`", text)]
 
 
 async def test_docs_work_offline_under_a_self_only_csp(client: Client, api_data: ApiData) -> None:

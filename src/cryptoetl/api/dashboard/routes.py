@@ -33,7 +33,8 @@ from cryptoetl.api import params
 from cryptoetl.api.dashboard import pages, queries
 from cryptoetl.api.dashboard.views import AssetListPage
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import ApiError, DatabaseUnavailable, ParamErrors
+from cryptoetl.api.errors import ApiError, DatabaseUnavailable
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.config import Settings
 
 log = logging.getLogger("cryptoetl.api")

@@ -34,7 +34,7 @@ from cryptoetl.api.data.query import (
 )
 from cryptoetl.api.data.totals import Total, planner_estimate, settle, total_mode
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import ParamErrors
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.responses import Caches, Render, cached_json, caches_of, placeholder_meta
 from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, ErrorBody, Pagination
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from cryptoetl.api.errors import ParamErrors
+from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.schemas import FiltersApplied
 from cryptoetl.config import SOURCE_TYPES
 

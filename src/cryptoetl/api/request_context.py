@@ -1,5 +1,8 @@
 """Request context: ``X-Request-ID``, timing, the access log line and request metrics.
 
+Handlers read the context back through :func:`request_id_of`, :func:`latency_ms` and
+:func:`meta_of` (the ``metadata`` of a JSON body).
+
 It wraps Litestar's whole request pipeline (routing and exception handling included) rather than
 sitting in Litestar's per-route middleware stack, because that stack only runs *after* routing:
 a 404 for an unknown path or a 405 would otherwise leave without a request id, a log line or a
@@ -14,15 +17,18 @@ handlers, and sent back on every response.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
 from typing import Any
 
+from litestar import Request
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from cryptoetl.api.request_metrics import RequestMetrics
+from cryptoetl.api.schemas import Meta
 from cryptoetl.logs import access_level
 
 access_log = logging.getLogger("cryptoetl.api.access")
@@ -39,6 +45,30 @@ def request_id_from(headers: Any) -> str:
                 return str(value.decode("ascii"))
             break
     return str(uuid.uuid4())
+
+
+def request_id_of(request: Request[Any, Any, Any]) -> str:
+    """The id :class:`RequestContext` gave this request (``-`` outside one)."""
+    rid = request.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else "-"
+
+
+def latency_ms(request: Request[Any, Any, Any]) -> float:
+    """Milliseconds since the request context middleware saw the request."""
+    return elapsed_ms(request.scope.get("state", {}).get("request_started"))
+
+
+def elapsed_ms(started: object) -> float:
+    """Milliseconds since ``started`` (a ``perf_counter`` value), floored to microseconds."""
+    if not isinstance(started, float):
+        return 0.0
+    elapsed = (time.perf_counter() - started) * 1000
+    return math.floor(elapsed * 1000) / 1000
+
+
+def meta_of(request: Request[Any, Any, Any]) -> Meta:
+    """The ``metadata`` of a JSON body: this request's id and its latency so far."""
+    return Meta(request_id=request_id_of(request), api_latency_ms=latency_ms(request))
 
 
 class RequestContext:

@@ -23,7 +23,17 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.static_files import create_static_files_router
 
-from cryptoetl.api import assets, data, docs, health, metrics, prices, runs, stats
+from cryptoetl.api import (
+    assets,
+    compare_runs,
+    data,
+    docs,
+    health,
+    metrics,
+    prices,
+    runs,
+    stats,
+)
 from cryptoetl.api.cache import response_cache, totals_cache
 from cryptoetl.api.dashboard import render
 from cryptoetl.api.dashboard.routes import ROUTES as DASHBOARD_ROUTES
@@ -75,7 +85,7 @@ def create_app(settings: Settings) -> Litestar:
             health.health,
             stats.stats,
             runs.list_runs,
-            runs.compare_runs,
+            compare_runs.compare_runs,
             assets.list_assets,
             assets.get_asset,
             prices.get_prices,

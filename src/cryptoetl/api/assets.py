@@ -17,13 +17,12 @@ from typing import Annotated, Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from cryptoetl.api import params
 from cryptoetl.api.deps import Database
 from cryptoetl.api.docs import openapi_text
-from cryptoetl.api.errors import JSON, NotFound
+from cryptoetl.api.errors import JSON, NotFound, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_context import latency_ms, meta_of, request_id_of
@@ -34,7 +33,6 @@ from cryptoetl.api.schemas import (
     AssetListMeta,
     AssetMapping,
     AssetRef,
-    ErrorBody,
     ListPagination,
     NewsItem,
     SeriesRef,
@@ -54,11 +52,6 @@ PRICES_SQL = _SQL["latest_prices"]
 NEWS_SQL = _SQL["news"]
 MAX_PRICES = 50
 MAX_PAGE = 10**6
-
-_ERRORS = {
-    400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
-    503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
-}
 
 
 def like_pattern(text: str) -> str:
@@ -87,7 +80,7 @@ async def asset_page(
     "/assets",
     summary="Canonical assets",
     description=openapi_text(__doc__),
-    responses=_ERRORS,
+    responses=error_responses(400, 503),
 )
 async def list_assets(
     request: Request[Any, Any, Any],
@@ -152,7 +145,7 @@ def spread_pct(prices: list[SourcePrice]) -> float | None:
     "/assets/{asset_id:str}",
     summary="One asset: mappings, latest price per source and spread, recent news",
     description=openapi_text(__doc__),
-    responses={**_ERRORS, 404: ResponseSpec(ErrorBody, description="Unknown asset")},
+    responses=error_responses(400, 404, 503, not_found="Unknown asset"),
 )
 async def get_asset(
     request: Request[Any, Any, Any],

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
 from cryptoetl.api.request_context import request_id_of
@@ -27,6 +28,17 @@ from cryptoetl.db.errors import DatabaseProblem, Kind, classify
 log = logging.getLogger("cryptoetl.api")
 
 JSON = "application/json"
+
+_DESCRIPTIONS = {400: "Invalid parameters", 404: "Not found", 503: "Database unavailable or busy"}
+
+
+def error_responses(*statuses: int, not_found: str | None = None) -> dict[int, ResponseSpec]:
+    """The OpenAPI entries of the error answers a route gives: every one an :class:`ErrorBody`."""
+    described = {**_DESCRIPTIONS, **({404: not_found} if not_found else {})}
+    return {
+        status: ResponseSpec(ErrorBody, description=described[status], generate_examples=False)
+        for status in statuses
+    }
 
 
 class ApiError(Exception):

@@ -24,11 +24,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from cryptoetl.api import params, status
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
 from cryptoetl.api.docs import openapi_text
-from cryptoetl.api.errors import JSON, DatabaseUnavailable
+from cryptoetl.api.errors import JSON, DatabaseUnavailable, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_context import meta_of
-from cryptoetl.api.schemas import ErrorBody, Health, Meta, RunSummary, SourceHealth
+from cryptoetl.api.schemas import Health, Meta, RunSummary, SourceHealth
 from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
 
@@ -114,7 +114,7 @@ def _unreachable(now: datetime, meta: Meta) -> Response[Health]:
     summary="Service and ETL health",
     description=openapi_text(__doc__),
     responses={
-        400: ResponseSpec(ErrorBody, description="Unknown parameters", generate_examples=False),
+        **error_responses(400),
         503: ResponseSpec(Health, description="Database unreachable"),
     },
 )

@@ -33,7 +33,6 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -41,11 +40,10 @@ from prometheus_client.registry import Collector
 from cryptoetl.api import params, status
 from cryptoetl.api.deps import HEALTH_TIMEOUT_S, Database
 from cryptoetl.api.docs import openapi_text
-from cryptoetl.api.errors import ApiError
+from cryptoetl.api.errors import ApiError, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_metrics import RequestMetrics
-from cryptoetl.api.schemas import ErrorBody
 from cryptoetl.config import SOURCE_TYPES, Settings
 
 log = logging.getLogger("cryptoetl.api")
@@ -153,9 +151,7 @@ async def pipeline_families(db: Database, settings: Settings, now: datetime) -> 
     summary="Prometheus metrics: API requests (every worker) and the pipeline per source",
     description=openapi_text(__doc__),
     media_type=CONTENT_TYPE,
-    responses={
-        400: ResponseSpec(ErrorBody, description="Unknown parameters", generate_examples=False)
-    },
+    responses=error_responses(400),
 )
 async def metrics(
     request: Request[Any, Any, Any],

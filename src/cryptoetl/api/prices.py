@@ -26,18 +26,16 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 
 from cryptoetl.api.assets import find_asset
 from cryptoetl.api.data.query import quote_filter, venue_filter
 from cryptoetl.api.deps import Database
-from cryptoetl.api.errors import JSON
+from cryptoetl.api.errors import JSON, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.schemas import (
     AssetRef,
-    ErrorBody,
     PriceBucket,
     PriceHistory,
     PriceSeries,
@@ -198,11 +196,7 @@ def _series(row: Any, width: str, buckets: list[PriceBucket]) -> PriceSeries:
         "series of the asset, in each series' quote currency, computed in SQL on an index. "
         f"At most {MAX_SERIES} series and {MAX_BUCKETS} buckets per series."
     ),
-    responses={
-        400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
-        404: ResponseSpec(ErrorBody, description="Unknown asset", generate_examples=False),
-        503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
-    },
+    responses=error_responses(400, 404, 503, not_found="Unknown asset"),
 )
 async def get_prices(
     request: Request[Any, Any, Any],

@@ -13,19 +13,17 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
-from litestar.openapi.datastructures import ResponseSpec
 
 from cryptoetl.api import params
 from cryptoetl.api.deps import Database
 from cryptoetl.api.docs import openapi_text
-from cryptoetl.api.errors import JSON
+from cryptoetl.api.errors import JSON, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_context import meta_of
 from cryptoetl.api.runs import DEFAULT_LIMIT, MAX_LIMIT, RECENT, run_item
 from cryptoetl.api.schemas import (
     CheckpointItem,
-    ErrorBody,
     KindCounts,
     Stats,
     StatsSummary,
@@ -72,10 +70,7 @@ def _by_source(rows: list[Any]) -> dict[str, KindCounts]:
     "/stats",
     summary="ETL statistics: checkpoints, recent runs, totals",
     description=openapi_text(__doc__),
-    responses={
-        400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
-        503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
-    },
+    responses=error_responses(400, 503),
 )
 async def stats(
     request: Request[Any, Any, Any],

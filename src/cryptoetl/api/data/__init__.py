@@ -34,9 +34,10 @@ from cryptoetl.api.data.query import (
 )
 from cryptoetl.api.data.totals import Total, planner_estimate, settle, total_mode
 from cryptoetl.api.deps import Database
+from cryptoetl.api.errors import error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.responses import Caches, Render, cached_json, caches_of, placeholder_meta
-from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, ErrorBody, Pagination
+from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, Pagination
 
 
 class PageResult(NamedTuple):
@@ -127,8 +128,7 @@ _PARAMETERS = (
     ),
     responses={
         200: ResponseSpec(DataPage, description="A page of records"),
-        400: ResponseSpec(ErrorBody, description="Invalid parameters", generate_examples=False),
-        503: ResponseSpec(ErrorBody, description="Database unavailable", generate_examples=False),
+        **error_responses(400, 503),
     },
 )
 async def list_data(

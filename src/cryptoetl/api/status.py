@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from cryptoetl.api.dashboard.format import fmt_duration
+from cryptoetl.api.durations import fmt_duration
 from cryptoetl.api.queries import load as load_queries
 from cryptoetl.config import SOURCE_TYPES, Settings
 

@@ -1,12 +1,14 @@
 """Formatters of the operator dashboard: numbers, prices, durations and times as people read them
-(``—`` for a missing value). Registered as Jinja filters by :mod:`.render`; the status rules
-use :func:`fmt_duration` in their reasons."""
+(``—`` for a missing value). Registered as Jinja filters by :mod:`.render`. Durations come from
+:mod:`cryptoetl.api.durations`, which the status rules share for their reasons."""
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
+
+from cryptoetl.api.durations import fmt_duration as fmt_duration  # the filter set is here
 
 
 def fmt_int(value: int | None) -> str:
@@ -34,25 +36,6 @@ def fmt_time(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def fmt_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    seconds = abs(seconds)
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return _two_units(int(seconds // 60), "min", int(seconds % 60), "s")
-    if seconds < 86400:
-        return _two_units(int(seconds // 3600), "h", int(seconds % 3600 // 60), "min")
-    return _two_units(int(seconds // 86400), "d", int(seconds % 86400 // 3600), "h")
-
-
-def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
-    return f"{big} {big_unit} {small} {small_unit}" if small else f"{big} {big_unit}"
 
 
 def fmt_relative(value: datetime | None, now: datetime) -> str:

@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 
 from cryptoetl.api.dashboard.format import (
-    fmt_duration,
     fmt_int,
     fmt_iso,
     fmt_pct,
@@ -48,13 +47,6 @@ def test_formatting() -> None:
     assert fmt_price(float("inf")) == "—"
     assert fmt_pct(3.0612244) == "3.06%"
     assert fmt_pct(0.0188) == "0.019%"
-    assert fmt_duration(0.42) == "0.42 s"
-    assert fmt_duration(12.34) == "12.3 s"
-    assert fmt_duration(60) == "1 min"
-    assert fmt_duration(125) == "2 min 5 s"
-    assert fmt_duration(3600) == "1 h"
-    assert fmt_duration(3 * 86400 + 7200) == "3 d 2 h"
-    assert fmt_duration(None) == "—"
     assert fmt_relative(NOW - timedelta(seconds=5), NOW) == "5 s ago"
     assert fmt_relative(NOW + timedelta(minutes=4, seconds=58), NOW) == "in 4 min 58 s"
     assert fmt_relative(None, NOW) == "—"

@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("fixtures"),
         help="folder of recorded responses (default ./fixtures)",
     )
-    stub.add_argument("--faults", default="", help="fault spec (see cryptoetl.stub.server)")
+    stub.add_argument("--faults", default="", help="fault spec (see cryptoetl.stub.faults)")
     stub.add_argument(
         "--frozen",
         action="store_true",

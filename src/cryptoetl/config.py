@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from cryptoetl.redaction import Redactor, url_credentials
-from cryptoetl.redaction import redact_url as redact_url  # re-exported: dev.py shows URLs with it
+from cryptoetl.redaction import redact_url as redact_url  # re-exported: cryptoetl.dev shows URLs
 
 DEFAULT_RSS_FEEDS = ("https://cointelegraph.com/rss",)
 DEFAULT_COINPAPRIKA_BASE_URL = "https://api.coinpaprika.com"

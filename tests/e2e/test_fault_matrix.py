@@ -21,8 +21,9 @@ import pytest
 from cryptoetl.sources.coingecko import parse_markets_page
 from cryptoetl.sources.coinpaprika import parse_tickers
 from cryptoetl.sources.rss import parse_feed
+from cryptoetl.stub.faults import ALWAYS, Fault
 from cryptoetl.stub.replay import FROZEN
-from cryptoetl.stub.server import ALWAYS, Fault, StubHandle, running_stub
+from cryptoetl.stub.server import StubHandle, running_stub
 from tests.e2e.conftest import WorkerResult, query, run_worker, worker_env
 from tests.pg import TestDatabase
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import psycopg
 
 from cryptoetl.redaction import PARTIAL_SECRET_CHARS
-from cryptoetl.stub.server import Fault, StubHandle
+from cryptoetl.stub.faults import Fault
+from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, worker_env
 from tests.pg import TestDatabase
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from cryptoetl.stub import FROZEN, Fault, ReplayMode, StubHandle, parse_faults, running_stub, serve
-from cryptoetl.stub.server import ALWAYS
+from cryptoetl.stub.faults import ALWAYS
 
 TICKERS = b'[{"id": "btc-bitcoin", "symbol": "BTC"}]'
 PAGE_1 = b'[{"id": "bitcoin"}, {"id": "ethereum"}]'

@@ -58,6 +58,7 @@ CHECKS = [
 OPERATIONS = [
     ("GET", "/data"),
     ("GET", "/health"),
+    ("GET", "/health/live"),
     ("GET", "/stats"),
     ("GET", "/runs"),
     ("GET", "/compare-runs"),

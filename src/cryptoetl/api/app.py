@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             data.list_data,
             health.health,
+            health.live,
             stats.stats,
             runs.list_runs,
             compare_runs.compare_runs,

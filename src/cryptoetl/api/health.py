@@ -28,7 +28,7 @@ from cryptoetl.api.errors import JSON, DatabaseUnavailable, error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.queries import load
 from cryptoetl.api.request_context import meta_of
-from cryptoetl.api.schemas import Health, Meta, RunSummary, SourceHealth
+from cryptoetl.api.schemas import Health, Liveness, Meta, RunSummary, SourceHealth
 from cryptoetl.api.stats import records_per_source
 from cryptoetl.config import Settings
 
@@ -107,6 +107,23 @@ def _unreachable(now: datetime, meta: Meta) -> Response[Health]:
         metadata=meta,
     )
     return Response(body, status_code=503, media_type=JSON)
+
+
+@get(
+    "/health/live",
+    summary="Liveness: this API process answers (no database access)",
+    description=(
+        "For a liveness or start-up probe: 200 while the process serves requests, whatever the "
+        "database's state, so an outage never gets healthy API pods restarted. Readiness and "
+        "monitoring use `/health`."
+    ),
+    responses=error_responses(400),
+)
+async def live(request: Request[Any, Any, Any]) -> Response[Liveness]:
+    errors = ParamErrors()
+    params.reject_unknown(request, (), errors)
+    errors.raise_if_any()
+    return Response(Liveness(status="alive", metadata=meta_of(request)), media_type=JSON)
 
 
 @get(

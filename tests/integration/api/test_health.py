@@ -241,7 +241,10 @@ async def test_database_unreachable_is_a_clean_503(
             payload = assert_clean_503(await c.get(path), "database_unavailable")
             assert payload["request_id"]
         assert time.monotonic() - started < 5
-        scraped = await c.get("/metrics")  # the process is fine: request metrics still answer
+        live = await c.get("/health/live")  # the process is fine: liveness must not restart it
+        assert live.status_code == 200
+        assert body(live)["status"] == "alive"
+        scraped = await c.get("/metrics")  # and request metrics still answer
         assert scraped.status_code == 200
         assert "cryptoetl_pipeline_up 0.0" in scraped.text
         assert "cryptoetl_http_requests_total" in scraped.text

@@ -22,6 +22,7 @@ Client = httpx.AsyncClient
 ENDPOINTS = [
     "/data",
     "/health",
+    "/health/live",
     "/stats",
     "/runs",
     "/compare-runs",

@@ -13,6 +13,7 @@ from tests.integration.api.conftest import ApiData, body
 Client = httpx.AsyncClient
 GET_ROUTES = [
     "/health",
+    "/health/live",
     "/stats",
     "/runs?source=csv",
     "/compare-runs?source=coingecko",

@@ -35,6 +35,7 @@ from cryptoetl.api.schemas.data import (
 )
 from cryptoetl.api.schemas.health import (
     Health,
+    Liveness,
     RunSummary,
     SourceHealth,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "Health",
     "KindCounts",
     "ListPagination",
+    "Liveness",
     "Meta",
     "NewsItem",
     "Pagination",

@@ -1,4 +1,4 @@
-"""``/health``: the service, the database and each enabled source."""
+"""``/health``: the service, the database and each enabled source; ``/health/live``: the process."""
 
 from __future__ import annotations
 
@@ -49,4 +49,11 @@ class Health(msgspec.Struct, kw_only=True):
     newest_record_at: datetime | None
     reasons: list[str]
     timestamp: datetime
+    metadata: Meta
+
+
+class Liveness(msgspec.Struct, kw_only=True):
+    """``/health/live``: the process answers; says nothing of the database or the sources."""
+
+    status: Literal["alive"]
     metadata: Meta

@@ -18,13 +18,15 @@ Rules, each reported with its name:
   returns the same count has no deviation: one coin more is no anomaly);
 * ``processed_outside_50_pct``: with fewer (but some), outside mean ± 50 %.
   Both ignore no-op runs (they are not outliers of processed counts, and are not in the
-  baseline), interrupted runs (their counts are partial by design: a worker was stopped) and
-  sources whose runs read only what is new (:data:`INCREMENTAL_SOURCES`: a CSV run processes
-  what was appended since the checkpoint, which has no expected value);
+  baseline), interrupted runs (their counts are partial by design: a worker was stopped),
+  failed runs (their counts stop where they failed; the failure is the finding, flagged by
+  ``success_to_failure``, not a second time as a drop in volume) and sources whose runs read
+  only what is new (:data:`INCREMENTAL_SOURCES`: a CSV run processes what was appended since
+  the checkpoint, which has no expected value);
 * ``duration_over_3x_median``: more than 3x the median duration of the baseline runs of the
   same kind (no-op with no-op, productive with productive) and more than
   :data:`MIN_DURATION_EXCESS_S` longer (sub-second jitter is not an anomaly); not for
-  interrupted runs;
+  interrupted or failed runs (they ended early, or late for the reason their error gives);
 * ``success_to_failure``: ``run_a`` succeeded and ``run_b`` failed (a source that keeps failing
   is flagged once; its status says *failing* all along);
 * ``rejected_share_over_10_pct``: more than 10 % of the records ``run_b`` looked at were
@@ -49,6 +51,7 @@ MIN_BAND_PCT = 20
 MIN_DURATION_EXCESS_S = 1.0
 REJECTED_SHARE = 0.10
 INCREMENTAL_SOURCES = frozenset({"csv"})
+PARTIAL_STATUSES = frozenset({"interrupted", "failed"})
 
 
 def is_no_op(run: RunItem) -> bool:
@@ -65,6 +68,8 @@ class Judgement:
 def _volume_skip(b: RunItem) -> str | None:
     if b.status == "interrupted":
         return "processed: run_b was interrupted (its counts are partial)"
+    if b.status == "failed":
+        return "processed: run_b failed (its counts stop where it failed)"
     if is_no_op(b):
         return "processed: run_b is a no-op run (it inserted and updated nothing)"
     if b.source_type in INCREMENTAL_SOURCES:
@@ -103,7 +108,7 @@ def _processed_rule(b: RunItem, processed: Sequence[int]) -> Anomaly | None:
 
 
 def _duration_rule(b: RunItem, durations: Sequence[float]) -> Anomaly | None:
-    if b.duration_s is None or not durations or b.status == "interrupted":
+    if b.duration_s is None or not durations or b.status in PARTIAL_STATUSES:
         return None
     median = statistics.median(durations)
     limit = max(3 * median, median + MIN_DURATION_EXCESS_S)

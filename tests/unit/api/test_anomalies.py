@@ -134,8 +134,8 @@ def test_real_anomalies_are_each_flagged_once() -> None:
     specs.append({"processed": 2500, "rejected": 600})  # ... and again: already flagged
     found = flags(history("coinpaprika", specs))
     assert found == {
-        20: ["processed_outside_3_sigma", "success_to_failure"],
-        21: ["processed_outside_3_sigma"],  # nothing delivered, again (its status: failing)
+        20: ["success_to_failure"],  # once: its empty counts are not a second finding
+        # 21 keeps failing: not flagged again (its status says failing all along)
         27: ["duration_over_3x_median"],
         28: ["schema_drift"],
         31: ["rejected_share_over_10_pct"],
@@ -152,6 +152,11 @@ def test_incremental_and_interrupted_runs_are_not_judged_on_counts() -> None:
     interrupted: Spec = {"status": "interrupted", "processed": 40, "duration": 90.0}
     stopped = history("coingecko", [{"processed": 250}] * 6 + [interrupted])
     assert flags(stopped) == {}
+    failed: Spec = {"status": "failed", "processed": 3, "duration": 90.0, "error": "HTTP 502"}
+    broken = history("coingecko", [{"processed": 250, "duration": 4.0}] * 6 + [failed])
+    assert flags(broken) == {6: ["success_to_failure"]}
+    judged = judge(broken[5], broken[6], list(reversed(broken[:6])))
+    assert judged.baseline.skipped == ["processed: run_b failed (its counts stop where it failed)"]
 
 
 def test_sub_second_jitter_is_not_slow() -> None:

@@ -148,6 +148,32 @@ async def test_a_terminated_backend_is_named_not_the_failed_rollback(
     )
 
 
+async def test_a_connection_left_mid_operation_is_unavailable_not_a_bug(
+    engine_at: AsyncEngine,
+) -> None:
+    """asyncpg refuses an operation on a connection whose earlier one was cancelled half-way.
+    Raised here as the driver raises it, translated by SQLAlchemy's adapter of a real connection."""
+    stuck = asyncpg.InternalClientError(
+        "cannot switch to state 12; another operation (2) is in progress"
+    )
+    async with engine_at.connect() as conn:
+        adapter = (await conn.get_raw_connection()).dbapi_connection
+        try:
+            raise stuck
+        except asyncpg.InternalClientError as exc:
+            try:
+                adapter._handle_exception(exc)  # type: ignore[union-attr]
+            except Exception as translated:  # the adapter's own class, caused by asyncpg's
+                wrapped = translated
+    problem = classify(wrapped)
+    assert problem is not None
+    assert problem.kind == "unavailable"
+    assert problem.transient
+    assert problem.cause == "a database connection was left unusable by an interrupted operation"
+    assert "cannot switch to state 12" in problem.detail
+    assert classify(asyncpg.ProtocolError("unexpected message")) is not None
+
+
 async def test_errors_that_are_not_the_databases_are_not_classified(
     engine_at: AsyncEngine,
 ) -> None:

@@ -9,8 +9,9 @@ is SQLAlchemy failing to roll back on a closed connection, the cause is the term
 =============  =================================================================  ==========
 kind           what it means (SQLSTATE)                                           transient
 =============  =================================================================  ==========
-unavailable    nothing answers, the connection broke or timed out (class 08,      yes
-               ``OSError``, ``TimeoutError``); the server is starting, stopping
+unavailable    nothing answers, the connection broke, timed out or was left       yes
+               mid-operation (class 08, ``OSError``, ``TimeoutError``, asyncpg's
+               ``InternalClientError``); the server is starting, stopping
                or recovering (57P03, 57P01, 57P02), has no free connection slot
                (53300) or is read-only (25006: a standby, a failover under way)
 busy           it answers, not in time: statement or lock timeout (57014,         yes
@@ -149,6 +150,16 @@ _LOST: Known = (
     "the connection to the database was lost",
     "check the server and the network to it (the server's log says whether it ended it)",
 )
+# asyncpg's own state machine refusing an operation ("cannot switch to state 12; another
+# operation is in progress") after one was cancelled half-way, e.g. by a timeout during an
+# outage. The connection is unusable, not the database: the pool's pre-ping discards it and
+# the next attempt opens a new one, so it is transient like a lost connection.
+_UNUSABLE: Known = (
+    "unavailable",
+    "a database connection was left unusable by an interrupted operation",
+    "none needed if it passes (a new connection replaces it); if it recurs, "
+    "see the log lines before it",
+)
 _POOL_EXHAUSTED: Known = (
     "busy",
     "no database connection became free in time",
@@ -171,6 +182,7 @@ def _without_sqlstate() -> tuple[tuple[type[BaseException], Known], ...]:
         (BrokenPipeError, _LOST),
         (OSError, _UNREACHABLE),  # refused, unreachable, DNS; TimeoutError is one
         (asyncpg.InterfaceError, _LOST),  # "connection is closed"
+        (asyncpg.InternalClientError, _UNUSABLE),  # and its ProtocolError
         (sqlalchemy.exc.InterfaceError, _LOST),
         (sqlalchemy.exc.DisconnectionError, _LOST),
     )

@@ -3,7 +3,9 @@
 ``market_observations`` (partitioned by source: a ``source_type`` filter prunes partitions) and
 ``news_items`` are each read newest first on their ``(source_timestamp DESC, id DESC)`` index,
 so any cursor depth costs what the first page costs; the page (``page_size + 1`` rows, the extra
-one meaning "more") is the merge of both. No JSON is built in SQL, no window function runs, and
+one meaning "more") is the merge of both. A series filter selecting a few series reads each of
+them on its own ``(source_type, series_id, source_timestamp)`` index instead (see
+:data:`PER_SERIES_MAX`). No JSON is built in SQL, no window function runs, and
 no asset is looked up: news items carry their stored documents, and an observation's series
 document (:mod:`cryptoetl.pipeline.documents`), which never changes once written, is kept by
 the API process (:mod:`cryptoetl.api.data.render`), which appends it to the values.
@@ -24,6 +26,9 @@ from cryptoetl.api.data.filters import (
     market_conditions,
     news_conditions,
     series_conditions,
+    series_filtered,
+    source_condition,
+    time_conditions,
     where,
 )
 
@@ -41,12 +46,55 @@ _NEWS_ROW = (
 )
 
 
+# A series filter selecting at most this many series reads each series newest first on its own
+# index, at most a page deep; selecting more, it reads the table newest first and keeps the
+# rows of its series. The planner cannot choose: the series are known only when the statement
+# runs, so both plans are in the statement, each behind a one-time filter on the count.
+PER_SERIES_MAX = 64
+_PICKED = "(SELECT count(*) FROM picked)"
+
+
+def _depth(p: Params, shape: Shape) -> str:
+    return f"{p('limit', 'int')} + 1" + (f" + {p('offset', 'bigint')}" if shape.offset else "")
+
+
 def _side(select: str, table: str, conds: list[str], p: Params, shape: Shape) -> str:
-    depth = f"{p('limit', 'int')} + 1" + (f" + {p('offset', 'bigint')}" if shape.offset else "")
     return (
         f"(SELECT {select} FROM {table} WHERE {where(conds)} "
-        f"ORDER BY source_timestamp DESC, id DESC LIMIT {depth})"
+        f"ORDER BY source_timestamp DESC, id DESC LIMIT {_depth(p, shape)})"
     )
+
+
+def _picked(shape: Shape, p: Params) -> str:
+    """The selected series, once per statement (the ``WITH`` of a series-filtered page)."""
+    series = where(series_conditions(shape, p, "s"))
+    return (
+        "WITH picked AS MATERIALIZED (SELECT s.id AS series, s.source_type AS source "
+        f"FROM market_series s WHERE {series}) "
+    )
+
+
+def _market_sides(shape: Shape, p: Params) -> list[str]:
+    """The observations side of a page: one read by time, or (series filters) two gated ones.
+
+    Read by time, a filter on a few rare series scanned the whole table when they had no rows
+    in the window: ``venue=…&quote=…`` took 95 ms on 200k rows where read per series it takes
+    well under one."""
+    table = "market_observations o"
+    if not series_filtered(shape):
+        return [_side(_MARKET_ROW, table, market_conditions(shape, p), p, shape)]
+    by_time = market_conditions(shape, p, "ARRAY(SELECT series FROM picked)")
+    newest = where(
+        ["o.source_type = s.source", "o.series_id = s.series", *time_conditions(shape, p, "o")]
+    )
+    per_series = (
+        f"picked s CROSS JOIN LATERAL (SELECT * FROM {table} WHERE {newest} "
+        f"ORDER BY o.source_timestamp DESC LIMIT {_depth(p, shape)}) o"
+    )
+    return [
+        _side(_MARKET_ROW, table, [*by_time, f"{_PICKED} > {PER_SERIES_MAX}"], p, shape),
+        _side(_MARKET_ROW, per_series, [f"{_PICKED} <= {PER_SERIES_MAX}"], p, shape),
+    ]
 
 
 def exact_total(shape: Shape, p: Params) -> str:
@@ -60,7 +108,7 @@ def exact_total(shape: Shape, p: Params) -> str:
     if shape.news:
         conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
         if shape.sources:
-            conds.append(f"c.source_type = ANY({p('sources', 'text[]')})")
+            conds.append(source_condition(shape, "c"))
         parts.append(f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})")
     return "(" + (" + ".join(parts) or "0") + ")::bigint"
 
@@ -87,7 +135,7 @@ def window_estimate(shape: Shape, p: Params) -> str:
     if shape.news:
         conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
         if shape.sources:
-            conds.append(f"c.source_type = ANY({p('sources', 'text[]')})")
+            conds.append(source_condition(shape, "c"))
         # The news' time bounds (two index probes) and count, each read once.
         share = _overlap("b.first_ts", "b.last_ts", "k.n", p)
         parts.append(
@@ -105,15 +153,14 @@ def page_statement(shape: Shape) -> Statement:
     p = Params()
     sides = []
     if shape.market:
-        sides.append(
-            _side(_MARKET_ROW, "market_observations o", market_conditions(shape, p), p, shape)
-        )
+        sides.extend(_market_sides(shape, p))
     if shape.news:
         sides.append(_side(_NEWS_ROW, "news_items n", news_conditions(shape, p), p, shape))
     limit = p("limit", "int")
     offset = f" OFFSET {p('offset', 'bigint')}" if shape.offset else ""
     rows = " UNION ALL ".join(sides) or f"(SELECT {_MARKET_ROW} FROM market_observations o LIMIT 0)"
-    sql = f"""SELECT q.*, {total_sql(shape, p)}
+    picked = _picked(shape, p) if shape.market and series_filtered(shape) else ""
+    sql = f"""{picked}SELECT q.*, {total_sql(shape, p)}
 FROM ({rows}) q ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset}"""
     return Statement(sql, tuple(p.names))
 

@@ -10,44 +10,21 @@ How market observations and news items are upserted (and what counts as unchange
 from __future__ import annotations
 
 import uuid
-import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import msgspec
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptoetl.db.notify import NOTIFY_DATA_CHANGED
-from cryptoetl.db.tables import RAW_TABLES, drift_events
 from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.raw import prefer_lz4, store_raw
+from cryptoetl.pipeline.rejects import store_drift, store_rejects
 from cryptoetl.pipeline.series import SeriesResolver
 from cryptoetl.pipeline.upsert import upsert_news, upsert_observations
-from cryptoetl.sources.base import (
-    Batch,
-    DriftEvent,
-    MarketRecord,
-    NewsRecord,
-    RawPayload,
-    Reject,
-    SourceType,
-    canonical_json,
-)
+from cryptoetl.sources.base import Batch, DriftEvent, MarketRecord, NewsRecord, SourceType
 
 _json = msgspec.json.Encoder()
-
-_RAW_INSERT = """
-INSERT INTO {table} (run_id, source_key, content_hash, payload)
-SELECT $1::uuid, k, h, p::jsonb FROM unnest($2::text[], $3::bytea[], $4::text[]) AS t(k, h, p)
-ON CONFLICT (source_key, content_hash) DO NOTHING
-"""
-_REJECT_INSERT = """
-INSERT INTO rejected_records (source_type, run_id, source_key, payload, payload_hash, reason)
-SELECT $1::text, $2::uuid, k, p::jsonb, h, r
-FROM unnest($3::text[], $4::text[], $5::bytea[], $6::text[]) AS t(k, p, h, r)
-ON CONFLICT (source_type, source_key, payload_hash) WHERE payload_hash IS NOT NULL DO NOTHING
-"""
 
 
 @dataclass
@@ -88,7 +65,7 @@ class Writer:
         """Write a whole batch and its checkpoint in the caller's (single) transaction."""
         counts = BatchCounts(processed=batch.processed)
         driver = await _driver(conn)
-        await _prefer_lz4(driver)
+        await prefer_lz4(driver)
         counts.raw_stored = await store_raw(driver, source, run_id, batch.raw)
         market = [r for r in batch.records if isinstance(r, MarketRecord)]
         news = [r for r in batch.records if isinstance(r, NewsRecord)]
@@ -122,89 +99,6 @@ async def _driver(conn: AsyncConnection) -> Any:
     driver = raw_conn.driver_connection
     assert driver is not None
     return driver
-
-
-# TOAST compression of the large values a batch writes (raw payloads: a CSV batch is one JSON
-# document of a few hundred kB). lz4 compresses about 3x faster than PostgreSQL's default pglz
-# for a similar size. It is a session setting of the worker's own connections (set once per
-# connection, only when the server was built with lz4); readers see no difference.
-_LZ4 = (
-    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings "
-    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
-)
-_lz4_connections: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-async def _prefer_lz4(driver: Any) -> None:
-    if driver not in _lz4_connections:
-        await driver.fetchval(_LZ4)
-        _lz4_connections.add(driver)
-
-
-def _affected(status: str) -> int:
-    """The row count of a command tag such as ``INSERT 0 42``."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def store_raw(
-    driver: Any, source: SourceType, run_id: uuid.UUID, raw: Sequence[RawPayload]
-) -> int:
-    """Insert payloads; identical content for the same key is stored once."""
-    if not raw:
-        return 0
-    keys: list[str] = []
-    hashes: list[bytes] = []
-    payloads: list[str] = []
-    for item in raw:
-        # One canonical encoding gives the content hash and the text PostgreSQL parses as jsonb.
-        encoded, digest = canonical_json(item.payload)
-        keys.append(item.source_key)
-        hashes.append(digest)
-        payloads.append(encoded.decode())
-    sql = _RAW_INSERT.format(table=RAW_TABLES[source].name)
-    return _affected(await driver.execute(sql, run_id, keys, hashes, payloads))
-
-
-async def store_rejects(
-    driver: Any, source: SourceType, run_id: uuid.UUID, rejects: Sequence[Reject]
-) -> int:
-    """Store rejects; the same bad payload at the same key is stored once (a re-read of a file
-    does not multiply them). Returns how many this batch rejected, stored before or not."""
-    if rejects:
-        keys, payloads, hashes, reasons = [], [], [], []
-        for r in rejects:
-            encoded, digest = canonical_json(r.payload)
-            keys.append(r.source_key)
-            payloads.append(encoded.decode())
-            hashes.append(digest)
-            reasons.append(r.reason)
-        await driver.execute(_REJECT_INSERT, source, run_id, keys, payloads, hashes, reasons)
-    return len(rejects)
-
-
-async def store_drift(
-    conn: AsyncConnection, source: SourceType, run_id: uuid.UUID, events: Sequence[DriftEvent]
-) -> list[DriftEvent]:
-    """Store drift events once per run and field; returns the ones that were new this run."""
-    if not events:
-        return []
-    rows = [
-        {
-            "source_type": source,
-            "run_id": run_id,
-            **msgspec.structs.asdict(e),
-            "sample": msgspec.to_builtins(e.sample),
-        }
-        for e in events
-    ]
-    stmt = (
-        insert(drift_events)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["run_id", "field", "change"])
-        .returning(drift_events.c.field, drift_events.c.change)
-    )
-    new = {(f, c) for f, c in (await conn.execute(stmt)).all()}
-    return [e for e in events if (e.field, e.change) in new]
 
 
 # The per-batch bookkeeping runs once per batch: prepared asyncpg statements, not SQLAlchemy

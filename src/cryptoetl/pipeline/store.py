@@ -10,42 +10,19 @@ How market observations and news items are upserted (and what counts as unchange
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
 from typing import Any
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cryptoetl.db.notify import NOTIFY_DATA_CHANGED
 from cryptoetl.pipeline.assets import AssetResolver
+from cryptoetl.pipeline.checkpoints import save_cursor
 from cryptoetl.pipeline.raw import prefer_lz4, store_raw
 from cryptoetl.pipeline.rejects import store_drift, store_rejects
+from cryptoetl.pipeline.runs import BatchCounts, add_run_counts
 from cryptoetl.pipeline.series import SeriesResolver
 from cryptoetl.pipeline.upsert import upsert_news, upsert_observations
 from cryptoetl.sources.base import Batch, DriftEvent, MarketRecord, NewsRecord, SourceType
-
-_json = msgspec.json.Encoder()
-
-
-@dataclass
-class BatchCounts:
-    processed: int = 0
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    rejected: int = 0
-    drift_events: int = 0
-    raw_stored: int = 0
-
-    def add(self, other: BatchCounts) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-COUNTERS = tuple(f.name for f in fields(BatchCounts))  # the counter columns of `runs`
 
 
 class Writer:
@@ -99,31 +76,3 @@ async def _driver(conn: AsyncConnection) -> Any:
     driver = raw_conn.driver_connection
     assert driver is not None
     return driver
-
-
-# The per-batch bookkeeping runs once per batch: prepared asyncpg statements, not SQLAlchemy
-# constructs compiled each time (that was most of a batch's fixed cost).
-_SAVE_CURSOR = """
-INSERT INTO checkpoints (source_type, cursor, status, last_run_id)
-VALUES ($1::text, $2::text::jsonb, 'running', $3::uuid)
-ON CONFLICT (source_type) DO UPDATE SET cursor = excluded.cursor,
-    last_run_id = excluded.last_run_id, updated_at = now()
-"""
-_ADD_RUN_COUNTS = f"""
-UPDATE runs SET {", ".join(f"{f} = {f} + ${i}::bigint" for i, f in enumerate(COUNTERS, 2))},
-    warnings = warnings || ${len(COUNTERS) + 2}::text[], heartbeat_at = now()
-WHERE id = $1::uuid
-"""
-
-
-async def save_cursor(
-    driver: Any, source: SourceType, run_id: uuid.UUID, cursor: dict[str, Any]
-) -> None:
-    await driver.execute(_SAVE_CURSOR, source, _json.encode(cursor).decode(), run_id)
-
-
-async def add_run_counts(
-    driver: Any, run_id: uuid.UUID, counts: BatchCounts, warnings: list[str]
-) -> None:
-    values = counts.as_dict()
-    await driver.execute(_ADD_RUN_COUNTS, run_id, *(values[f] for f in COUNTERS), warnings)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from cryptoetl.pipeline.runner import _LOCK_NAMESPACE, lock_key
+from cryptoetl.pipeline.runs import LOCK_NAMESPACE, lock_key
 from cryptoetl.stub.server import StubHandle
 from tests.e2e.conftest import query, run_worker, start_worker, worker_env
 from tests.e2e.test_crash_resume import write_large_csv
@@ -93,7 +93,7 @@ async def test_a_source_locked_by_another_replica_is_skipped(
 ) -> None:
     """Advisory lock: while another worker holds `rss`, this one skips it and says so."""
     with psycopg.connect(clean_db.admin_url, autocommit=True) as other_replica:
-        other_replica.execute("SELECT pg_advisory_lock(%s, %s)", (_LOCK_NAMESPACE, lock_key("rss")))
+        other_replica.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, lock_key("rss")))
         result = await run_worker(worker_env(clean_db, stub, str(csv_dir)), "--source", "rss")
     assert result.returncode == 0
     assert '"run_skipped"' in result.stdout

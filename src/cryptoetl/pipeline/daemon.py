@@ -34,7 +34,8 @@ from cryptoetl.db.tables import worker_heartbeats
 from cryptoetl.db.wait import Patience, WaitStopped, patiently
 from cryptoetl.migrate import schema_problem
 from cryptoetl.pipeline.assets import AssetResolver
-from cryptoetl.pipeline.runner import RunOutcome, SourceRunner
+from cryptoetl.pipeline.runner import SourceRunner
+from cryptoetl.pipeline.runs import RunOutcome
 from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources import open_sources
 from cryptoetl.sources.base import Source, SourceType

@@ -15,37 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import sys
 import time
 import uuid
-import zlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.config import Settings
 from cryptoetl.db.errors import classify
-from cryptoetl.db.tables import checkpoints, market_series, news_counts, runs
+from cryptoetl.pipeline.checkpoints import read_cursor, record_outcome
+from cryptoetl.pipeline.fetch import SourceFailed, read_ahead, tune_interpreter_for_bulk_loads
 from cryptoetl.pipeline.progress import PROGRESS_EVERY_S, LoadProgress
-from cryptoetl.pipeline.store import BatchCounts, Writer
+from cryptoetl.pipeline.runs import BatchCounts, RunOutcome, close_run, open_run, source_lock
+from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources.base import Batch, Source, SourceError, SourceType
 
 log = logging.getLogger("cryptoetl.worker")
-
-# "not_started": the database could not even record the run (nothing was read).
-RunStatus = Literal["success", "failed", "interrupted", "skipped", "not_started"]
-_LOCK_NAMESPACE = 0x43455431  # "CET1": keeps our advisory locks apart from anyone else's
-DEAD_RUN_ERROR = (
-    "closed at the next start: the worker running it ended without recording its end "
-    "(killed, or the database was unavailable until it exited)"
-)
 
 
 class RunInterrupted(Exception):
@@ -54,110 +42,6 @@ class RunInterrupted(Exception):
 
 class InjectedFailure(SourceError):
     """ETL_FAIL_AFTER: a deliberate failure for demos and resume tests."""
-
-
-class SourceFailed(Exception):
-    """The source raised ``error`` while producing batches: its failure, not the database's."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-@dataclass
-class RunOutcome:
-    source: SourceType
-    status: RunStatus
-    run_id: uuid.UUID | None = None
-    counts: BatchCounts = field(default_factory=BatchCounts)
-    error: str | None = None
-    ended_at: datetime | None = None
-
-
-class _End:
-    """Marks the end of a source's batches in the read-ahead queue."""
-
-
-@dataclass
-class _Failed:
-    error: Exception
-
-
-@contextlib.asynccontextmanager
-async def read_ahead(
-    batches: AsyncIterator[Batch], depth: int = 2
-) -> AsyncIterator[AsyncIterator[Batch]]:
-    """Let the source parse/fetch the next batches while the current one is being written.
-
-    Reading ahead is safe: a checkpoint only moves when its batch is committed, so batches read
-    but not written when a run stops are simply read again next time.
-    """
-    queue: asyncio.Queue[Batch | _End | _Failed] = asyncio.Queue(maxsize=depth)
-
-    async def pump() -> None:
-        try:
-            async for batch in batches:
-                await queue.put(batch)
-        except Exception as exc:
-            await queue.put(_Failed(exc))
-            return
-        await queue.put(_End())
-
-    async def drain() -> AsyncIterator[Batch]:
-        while True:
-            item = await queue.get()
-            if isinstance(item, _End):
-                return
-            if isinstance(item, _Failed):
-                raise SourceFailed(item.error) from item.error
-            yield item
-
-    task = asyncio.create_task(pump())
-    try:
-        yield drain()
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        aclose = getattr(batches, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-# A large load allocates millions of short-lived containers (CSV rows, records, their metadata
-# dicts, COPY tuples) while a few batches stay alive in the read-ahead queue. With CPython's
-# default thresholds (700, 10, 10) the collector re-scans those live batches thousands of times
-# per million rows: that was about a sixth of the worker's CPU. Objects that exist when the
-# worker starts (modules, settings, the seed) are frozen out of collection altogether.
-GC_THRESHOLDS = (100_000, 50, 100)
-# The CSV parser runs in a thread (read-ahead) while the event loop waits on PostgreSQL. Each
-# answer from the database wakes the loop, which then waits for the parser to hand over the GIL:
-# up to the switch interval (5 ms by default), several times per batch. 1 ms keeps the loop
-# responsive; the parser loses little.
-SWITCH_INTERVAL_S = 0.001
-
-
-def tune_interpreter_for_bulk_loads() -> None:
-    """Once per worker process, before its first run (idempotent)."""
-    if gc.get_threshold() != GC_THRESHOLDS:
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-
-
-def _records_of(source: SourceType) -> Any:
-    """The exact number of a source's normalized records (observations or news items)."""
-    observations = sa.select(sa.func.coalesce(sa.func.sum(market_series.c.observations), 0)).where(
-        market_series.c.source_type == source
-    )
-    items = sa.select(sa.func.coalesce(sa.func.sum(news_counts.c.n), 0)).where(
-        news_counts.c.source_type == source, news_counts.c.asset_id == 0
-    )
-    return observations.scalar_subquery() + items.scalar_subquery()
-
-
-def lock_key(source: str) -> int:
-    return zlib.crc32(f"cryptoetl:{source}".encode()) & 0x7FFFFFFF
 
 
 class SourceRunner:
@@ -218,21 +102,14 @@ class SourceRunner:
 
     async def _run_with_lock(self, source: Source) -> RunOutcome:
         name = source.source_type
-        lock_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        async with lock_engine.connect() as lock_conn:
-            key = {"a": _LOCK_NAMESPACE, "b": lock_key(name)}
-            got = await lock_conn.scalar(sa.text("SELECT pg_try_advisory_lock(:a, :b)"), key)
+        async with source_lock(self._engine, name) as got:
             if not got:
                 log.info(
                     "source locked by another worker, skipped",
                     extra={"event": "run_skipped", "source": name},
                 )
                 return RunOutcome(name, "skipped")
-            try:
-                return await self._run_locked(source)
-            finally:
-                with contextlib.suppress(Exception):
-                    await lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), key)
+            return await self._run_locked(source)
 
     async def _run_locked(self, source: Source) -> RunOutcome:
         name = source.source_type
@@ -368,28 +245,11 @@ class SourceRunner:
             late = self._unrecorded.get(name)
             if late is not None:
                 await self._record_end(conn, late)
-            closed = await conn.execute(
-                runs.update()
-                .where(runs.c.source_type == name, runs.c.status == "running")
-                .values(status="interrupted", finished_at=sa.func.now(), error=DEAD_RUN_ERROR)
-                .returning(runs.c.id)
-            )
-            for (dead,) in closed.all():
-                log.warning(
-                    "closed a run left running by a dead worker",
-                    extra={"event": "run_closed_interrupted", "source": name, "run_id": str(dead)},
-                )
-            await conn.execute(
-                runs.insert().values(
-                    id=run_id, source_type=name, worker_id=self._worker_id, status="running"
-                )
-            )
-            cursor = await conn.scalar(
-                sa.select(checkpoints.c.cursor).where(checkpoints.c.source_type == name)
-            )
+            await open_run(conn, name, run_id, self._worker_id)
+            cursor = await read_cursor(conn, name)
         if late is not None:
             self._recorded_late(late)
-        return dict(cursor or {})
+        return cursor
 
     async def record_unrecorded(self) -> None:
         """Write the ends of runs the database cut; raises what the database raises."""
@@ -439,28 +299,8 @@ class SourceRunner:
             log.warning("run ended: %s", outcome.error, extra={**extra, "error": outcome.error})
 
     async def _record_end(self, conn: Any, outcome: RunOutcome) -> None:
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == outcome.run_id, runs.c.status == "running")
-            .values(status=outcome.status, finished_at=outcome.ended_at, error=outcome.error)
-        )
-        await self._update_checkpoint(conn, outcome)
-
-    async def _update_checkpoint(self, conn: Any, outcome: RunOutcome) -> None:
-        total = _records_of(outcome.source)
-        values: dict[str, Any] = {
-            "status": outcome.status,
-            "last_run_id": outcome.run_id,
-            "records_total": total,
-            "last_run_processed": outcome.counts.processed,
-            "updated_at": sa.func.now(),
-        }
-        if outcome.status == "success":
-            values |= {"last_success_at": sa.func.now(), "last_error": None}
-        else:
-            values |= {"last_failure_at": sa.func.now(), "last_error": outcome.error}
-        stmt = insert(checkpoints).values(source_type=outcome.source, **values)
-        await conn.execute(stmt.on_conflict_do_update(index_elements=["source_type"], set_=values))
+        await close_run(conn, outcome)
+        await record_outcome(conn, outcome)
 
     def _describe(self, exc: BaseException) -> str:
         """The error of a run as stored and logged: the database's account of it when it is a

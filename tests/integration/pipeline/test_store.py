@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cryptoetl.pipeline.assets import AssetResolver
-from cryptoetl.pipeline.store import BatchCounts, Writer
+from cryptoetl.pipeline.runs import BatchCounts
+from cryptoetl.pipeline.store import Writer
 from cryptoetl.sources.base import Batch, MarketRecord, NewsRecord, Reject
 from tests.pg import KEPT_TOTAL_SQL, TestDatabase
 

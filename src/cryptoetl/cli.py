@@ -157,7 +157,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
 
     settings = _settings(Settings.require_api_database_url)
     Granian(
@@ -167,6 +167,10 @@ def _api(args: argparse.Namespace) -> int:
         interface=Interfaces.ASGI,
         workers=args.workers or settings.api_workers,
         log_access=False,  # the app writes its own JSON access line with the request id
+        # uvloop, not asyncio's loop: asyncpg's reads and Granian's hand-over of each request
+        # go through the loop, about a quarter of an uncached request's CPU; uvloop gave ~9 %
+        # more uncached /data requests per second (three alternating wrk runs each, two workers).
+        loop=Loops.uvloop,
     ).serve()
     return 0
 

@@ -39,6 +39,11 @@ STYLESHEET = f"{STATIC_PATH}/dashboard.css"
 NAV = (("/", "Dashboard"), ("/ui/assets", "Assets"), ("/docs", "API docs"))
 
 
+def _unknown_as_dash(value: Any) -> Any:
+    """What is not known (None) shows as "—", the pages' one sign for it, never as "None"."""
+    return "—" if value is None else value
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("cryptoetl.api.dashboard", "templates"),
@@ -46,6 +51,7 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_unknown_as_dash,
     )
     env.filters.update(
         fmt_int=fmt_int,

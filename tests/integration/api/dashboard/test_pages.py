@@ -310,6 +310,8 @@ async def test_asset_page_matches_json_and_database(
             assert row.attrs["data-source-id"] == m["source_id"]
             assert m["method"] in row.text
             assert f"{m['confidence']:.3f}" in row.text
+            assert (m["name"] or "—") in row.text  # an unknown name says so, never "None"
+        assert "None" not in page.by_id("asset").text
         counts = dict(
             sql(
                 database,

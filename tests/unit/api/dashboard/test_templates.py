@@ -48,6 +48,11 @@ def assert_inert(html: str) -> None:
     assert "&lt;script&gt;" in html
 
 
+def test_what_is_unknown_shows_as_a_dash() -> None:
+    template = render.ENVIRONMENT.from_string("{{ a }}|{{ b }}|{{ c }}")
+    assert template.render(a=None, b=0, c="") == "—|0|"
+
+
 def test_autoescape_is_on_for_every_template() -> None:
     """The engine escapes text and attribute syntax; nothing is marked safe by hand."""
     assert render.ENVIRONMENT.autoescape is True

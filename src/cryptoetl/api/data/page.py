@@ -109,6 +109,14 @@ def _market_sides(shape: Shape, p: Params) -> list[str]:
     ]
 
 
+def _news_total(shape: Shape, p: Params) -> str:
+    """The news items the filters select, from the kept counts (``asset_id`` 0: every item)."""
+    conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
+    if shape.sources:
+        conds.append(source_condition(shape, "c"))
+    return f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})"
+
+
 def exact_total(shape: Shape, p: Params) -> str:
     """The sum of the kept counts over what the filters select."""
     parts = []
@@ -118,10 +126,7 @@ def exact_total(shape: Shape, p: Params) -> str:
             f"(SELECT coalesce(sum(s.observations), 0) FROM market_series s WHERE {series})"
         )
     if shape.news:
-        conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
-        if shape.sources:
-            conds.append(source_condition(shape, "c"))
-        parts.append(f"(SELECT coalesce(sum(c.n), 0) FROM news_counts c WHERE {where(conds)})")
+        parts.append(_news_total(shape, p))
     return "(" + (" + ".join(parts) or "0") + ")::bigint"
 
 
@@ -149,15 +154,12 @@ def window_estimate(shape: Shape, p: Params) -> str:
         share = _overlap("s.first_ts", "s.last_ts", "s.observations", p)
         parts.append(f"(SELECT coalesce(sum({share}), 0) FROM market_series s WHERE {series})")
     if shape.news:
-        conds = [f"c.asset_id = ANY({asset_ids(p)})" if shape.asset else "c.asset_id = 0"]
-        if shape.sources:
-            conds.append(source_condition(shape, "c"))
         # The news' time bounds (two index probes) and count, each read once.
         share = _overlap("b.first_ts", "b.last_ts", "k.n", p)
         parts.append(
             f"(SELECT {share} FROM (SELECT min(source_timestamp) AS first_ts, "
             "max(source_timestamp) AS last_ts FROM news_items) b, "
-            f"(SELECT coalesce(sum(c.n), 0) AS n FROM news_counts c WHERE {where(conds)}) k)"
+            f"(SELECT {_news_total(shape, p)} AS n) k)"
         )
     return "round(" + (" + ".join(parts) or "0") + ")::bigint"
 

@@ -48,12 +48,12 @@ _NEWS_ROW = (
 
 # A series filter reads each of the k selected series newest first on its own index, a page deep
 # (d = page size + 1 + offset rows each, k * d at most), or the table newest first keeping the
-# rows of its series (about d * T / S rows, T all observations, S those of the selected series,
-# from the kept counts; unbounded when they lie far back). Per series when that is cheap in any
-# case (k * d <= PER_SERIES_MAX_ROWS: 64 series at page 1) or cheaper by those counts
-# (k * S <= T). The planner cannot choose: the series are known only when the statement runs,
-# so both plans are in the statement, each behind a one-time filter. (Per series alone, a deep
-# offset page of 42 dense series read 13x the rows of the scan by time.)
+# rows of its series (about d * T / S rows: T the observations of the partitions it reads, S
+# those of the selected series, from the kept counts; unbounded when they lie far back). Per
+# series when that is cheap in any case (k * d <= PER_SERIES_MAX_ROWS: 64 series at page 1) or
+# cheaper by those counts (k * S <= T). The planner cannot choose: the series are known only
+# when the statement runs, so both plans are in the statement, each behind a one-time filter.
+# (Per series alone, a deep offset page of 42 dense series read 13x the rows of the scan by time.)
 PER_SERIES_MAX_ROWS = 64 * 51
 
 
@@ -98,9 +98,11 @@ def _market_sides(shape: Shape, p: Params) -> list[str]:
         f"ORDER BY o.source_timestamp DESC LIMIT {depth}) o"
     )
     cheap = f"(SELECT count(*) FROM picked) * ({depth}) <= {PER_SERIES_MAX_ROWS}"
+    # T counts what the read by time would scan: the requested sources' partitions only.
+    scanned = where([source_condition(shape, "s")] if shape.sources else [])
     cheaper = (
         "(SELECT count(*) * coalesce(sum(n), 0) FROM picked) "
-        "<= (SELECT coalesce(sum(observations), 0) FROM market_series)"
+        f"<= (SELECT coalesce(sum(s.observations), 0) FROM market_series s WHERE {scanned})"
     )
     per_series_wins = f"({cheap} OR {cheaper})"
     return [

@@ -148,7 +148,7 @@ async def prerender(url: str) -> int:
         await conn.execute(PRERENDERED)
         total = 0
         while True:
-            statement = page_statement(shape_of(query, "none"))
+            statement = page_statement(shape_of(query, exact_total=False))
             rows = await conn.fetch(statement.sql, *bind(statement, values_of(query)))
             if not rows:
                 break

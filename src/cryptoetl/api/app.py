@@ -70,9 +70,14 @@ def create_app(settings: Settings) -> Litestar:
         lock_timeout_ms=settings.api_lock_timeout_ms,
     )
     registry = request_metrics()
-    caches = Caches(responses=response_cache(), totals=totals_cache(), series_docs=SeriesDocs())
+    caches = Caches(
+        responses=response_cache(),
+        totals=totals_cache(),
+        windows=totals_cache(),
+        series_docs=SeriesDocs(),
+    )
     listener = ChangeListener(
-        settings.require_api_database_url(), [caches.responses, caches.totals]
+        settings.require_api_database_url(), [caches.responses, caches.totals, caches.windows]
     )
 
     async def close_db() -> None:

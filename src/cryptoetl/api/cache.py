@@ -28,7 +28,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 MAX_ENTRIES = 2048
 MAX_BYTES = 64 << 20
@@ -153,5 +153,6 @@ def response_cache() -> TaggedCache[Cached]:
     return TaggedCache(size=lambda entry: entry.size)
 
 
-def totals_cache() -> TaggedCache[int]:
+def totals_cache() -> TaggedCache[Any]:
+    """For totals, and for what time-window totals are estimated from."""
     return TaggedCache(max_entries=4096)

@@ -40,6 +40,7 @@ from cryptoetl.api.cache import (
     TaggedCache,
 )
 from cryptoetl.api.data.render import SeriesDocs
+from cryptoetl.api.data.window import WindowCurve
 from cryptoetl.api.errors import JSON
 from cryptoetl.api.request_context import elapsed_ms, latency_ms, request_id_of
 from cryptoetl.api.schemas import Meta
@@ -54,6 +55,7 @@ class Caches:
 
     responses: TaggedCache[Cached]
     totals: TaggedCache[Any]
+    windows: TaggedCache[WindowCurve]
     series_docs: SeriesDocs  # immutable once written: never invalidated
 
 

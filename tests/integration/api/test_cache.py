@@ -281,3 +281,49 @@ async def test_estimated_totals_become_exact_at_the_end_and_stay_exact_past_it(
     assert beyond["data"] == []
     assert beyond["metadata"]["pagination"]["total_records"] == total
     assert beyond["metadata"]["pagination"]["total_is_estimate"] is False
+
+
+async def test_window_totals_are_interpolated_from_bounds_kept_until_a_commit(
+    live: tuple[Litestar, httpx.AsyncClient], database: TestDatabase
+) -> None:
+    """A time window's estimate interpolates each series' kept count and bounds; the bounds
+    are read once per filter set (not per window) and again after a commit to their source."""
+    app, client = live
+    since, until = "2025-03-01T00:00:00Z", "2025-03-02T00:00:00Z"
+    window = body(await client.get(f"/data?kind=market&since={since}&until={until}&page_size=1"))
+    pagination = window["metadata"]["pagination"]
+    assert pagination["total_is_estimate"] is True
+    interpolated = sql(
+        database,
+        "SELECT round(sum(CASE WHEN last_ts = first_ts THEN "
+        "  CASE WHEN first_ts >= %s AND first_ts < %s THEN observations ELSE 0 END "
+        "ELSE observations * greatest(0, date_part('epoch', least(last_ts, %s::timestamptz) "
+        "  - greatest(first_ts, %s::timestamptz))) / date_part('epoch', last_ts - first_ts) "
+        "END)) FROM market_series WHERE first_ts IS NOT NULL",
+        since,
+        until,
+        until,
+        since,
+    )[0][0]
+    assert interpolated > 1
+    assert abs(pagination["total_records"] - interpolated) <= 1
+
+    news = sql(database, "SELECT count(*) FROM news_items")[0][0]
+
+    async def news_total(until: str) -> int:
+        page = body(await client.get(f"/data?source_type=rss&until={until}&page_size=1"))
+        return int(page["metadata"]["pagination"]["total_records"])
+
+    assert await news_total("2100-01-01T00:00:00Z") == news  # every item is before 2100
+    kept = len(app.state.caches.windows)
+    change = "UPDATE news_counts SET n = n + %s WHERE asset_id = 0 AND source_type = 'rss'"
+    sql(database, change, 1000)  # behind the cache's back: the kept bounds still answer
+    try:
+        assert await news_total("2100-01-02T00:00:00Z") == news
+        assert len(app.state.caches.windows) == kept
+        notify(database, "rss")
+        await wait_until(lambda: len(app.state.caches.windows) < kept)
+        assert await news_total("2100-01-03T00:00:00Z") == news + 1000
+    finally:
+        sql(database, change, -1000)
+        notify(database, "rss")

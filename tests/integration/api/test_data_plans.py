@@ -46,7 +46,7 @@ def _literal(value: Any) -> str:
 async def generic_plan(database: TestDatabase, params: dict[str, list[str]]) -> str:
     """The generic plan the API runs for a /data request, as JSON text."""
     query = parse_query(params, ParamErrors())
-    statement = page.page_statement(shape_of(query, total_mode(query, None)))
+    statement = page.page_statement(shape_of(query, exact_total=total_mode(query, None) == "exact"))
     values = ", ".join(_literal(v) for v in bind(statement, values_of(query)))
     conn = await asyncpg.connect(
         database.reader_url, server_settings={"plan_cache_mode": "force_generic_plan"}

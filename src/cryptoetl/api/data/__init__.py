@@ -33,6 +33,7 @@ from cryptoetl.api.data.query import (
     parse_query,
 )
 from cryptoetl.api.data.totals import Total, planner_estimate, settle, total_mode
+from cryptoetl.api.data.window import window_total
 from cryptoetl.api.deps import Database
 from cryptoetl.api.errors import error_responses
 from cryptoetl.api.params import ParamErrors
@@ -51,17 +52,19 @@ async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResu
     known = caches.totals.get(key)
     mode = total_mode(query, known)
     token = caches.totals.token(tags)
-    shape = shape_of(query, mode)
+    shape = shape_of(query, exact_total=mode == "exact")
     values = values_of(query)
     statement = page_statement(shape)
     async with db.connection() as conn:
         rows = await conn.fetch(statement.sql, *bind(statement, values))
         await caches.series_docs.load(conn, rows)
         computed = rows[0][render.TOTAL] if rows else None
-        if not rows and mode != "none":
+        if mode == "exact" and not rows:
             only_total = total_statement(shape)
             computed = await conn.fetchval(only_total.sql, *bind(only_total, values))
-        if mode == "none" and known is None:  # search or category: ask the planner, once
+        elif mode == "window":
+            computed = await window_total(conn, caches.windows, query, shape, values)
+        elif mode == "planner":  # search or category: ask the planner, once per filter set
             known = Total(await planner_estimate(conn, shape, values), True)
             caches.totals.put(key, known, tags, token)
     total = settle(query, len(rows), computed, known, mode)

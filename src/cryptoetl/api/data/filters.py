@@ -8,7 +8,7 @@ the observations; ``asset`` also selects the news that mention the asset (GIN in
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from cryptoetl.api.data.query import UNKNOWN, DataQuery
 from cryptoetl.config import SOURCE_TYPES
@@ -32,12 +32,7 @@ class Shape(NamedTuple):
     until: bool
     cursor: bool
     offset: bool
-    total: TotalMode
-
-
-# How a page statement gets the total: "exact" from the kept counts, "window" interpolated from
-# the series' bounds (time filters only), "none" (known already, or estimated by the planner).
-TotalMode = Literal["exact", "window", "none"]
+    exact_total: bool  # the page statement sums the kept counts (see the totals module)
 
 
 class Statement(NamedTuple):
@@ -57,7 +52,7 @@ class Params:
         return f"${self.names.index(name) + 1}::{cast}"
 
 
-def shape_of(query: DataQuery, total: TotalMode) -> Shape:
+def shape_of(query: DataQuery, *, exact_total: bool) -> Shape:
     return Shape(
         market=query.wants_market,
         news=query.wants_news,
@@ -74,7 +69,7 @@ def shape_of(query: DataQuery, total: TotalMode) -> Shape:
         until=query.until is not None,
         cursor=query.after is not None,
         offset=query.after is None and query.page > 1,
-        total=total,
+        exact_total=exact_total,
     )
 
 

@@ -10,8 +10,9 @@ no asset is looked up: news items carry their stored documents, and an observati
 document (:mod:`cryptoetl.pipeline.documents`), which never changes once written, is kept by
 the API process (:mod:`cryptoetl.api.data.render`), which appends it to the values.
 
-Each row carries, per the shape's total mode, the exact total from the kept counts or the
-time-window estimate (computed once); a page without rows asks for it alone.
+Each row carries, when the shape asks for it, the exact total from the kept counts (computed
+once); a page without rows asks for it alone. Estimates are not computed here: see
+:mod:`cryptoetl.api.data.totals`.
 """
 
 from __future__ import annotations
@@ -132,44 +133,33 @@ def exact_total(shape: Shape, p: Params) -> str:
     return "(" + (" + ".join(parts) or "0") + ")::bigint"
 
 
-def _overlap(first: str, last: str, count: str, p: Params) -> str:
-    """``count`` rows spread evenly over [first, last]: how many lie in [since, until).
-
-    In float8 (``date_part``), not numeric (``extract`` since PostgreSQL 14): the sum runs over
-    every selected series on each request with a time window, and numeric arithmetic made it
-    cost twice as much (3,000 series: 3.4 ms against 1.6 ms); an estimate needs no exactness."""
-    lo = f"greatest({first}, coalesce({p('since', 'timestamptz')}, {first}))"
-    hi = f"least({last}, coalesce({p('until', 'timestamptz')}, 'infinity'))"
-    span = f"date_part('epoch', {last} - {first})"
-    return (
-        f"CASE WHEN {first} IS NULL OR {hi} < {lo} THEN 0 WHEN {span} = 0 THEN {count} "
-        f"ELSE {count} * least(1, date_part('epoch', {hi} - {lo}) / {span}) END"
-    )
-
-
-def window_estimate(shape: Shape, p: Params) -> str:
-    """Rows within since/until, interpolated from each series' count and time bounds (and the
-    news count over the news' time range): no planner round trip, whatever the window."""
+@lru_cache(maxsize=512)
+def bounds_statement(shape: Shape) -> Statement:
+    """What a time-window estimate interpolates (:mod:`cryptoetl.api.data.window`): each
+    selected series' first and last timestamp (epoch seconds) and count, and the news' (their
+    time bounds: two index probes)."""
+    p = Params()
     parts = []
     if shape.market:
         series = where(series_conditions(shape, p, "s"))
-        share = _overlap("s.first_ts", "s.last_ts", "s.observations", p)
-        parts.append(f"(SELECT coalesce(sum({share}), 0) FROM market_series s WHERE {series})")
-    if shape.news:
-        # The news' time bounds (two index probes) and count, each read once.
-        share = _overlap("b.first_ts", "b.last_ts", "k.n", p)
         parts.append(
-            f"(SELECT {share} FROM (SELECT min(source_timestamp) AS first_ts, "
-            "max(source_timestamp) AS last_ts FROM news_items) b, "
-            f"(SELECT {_news_total(shape, p)} AS n) k)"
+            "SELECT date_part('epoch', s.first_ts), date_part('epoch', s.last_ts), "
+            f"s.observations::bigint FROM market_series s WHERE {series}"
         )
-    return "round(" + (" + ".join(parts) or "0") + ")::bigint"
+    if shape.news:
+        parts.append(
+            "SELECT date_part('epoch', min(n.source_timestamp)), "
+            f"date_part('epoch', max(n.source_timestamp)), {_news_total(shape, p)}::bigint "
+            "FROM news_items n"
+        )
+    body = " UNION ALL ".join(parts) or "SELECT NULL::float8, NULL::float8, 0::bigint WHERE FALSE"
+    return Statement(body, tuple(p.names))
 
 
 @lru_cache(maxsize=512)
 def page_statement(shape: Shape) -> Statement:
     """The page's rows (see :mod:`cryptoetl.api.data.render` for their columns), each with the
-    total the shape asks for (computed once: an uncorrelated subquery)."""
+    exact total when the shape asks for it (computed once: an uncorrelated subquery)."""
     p = Params()
     sides = []
     if shape.market:
@@ -186,13 +176,12 @@ FROM ({rows}) q ORDER BY source_timestamp DESC, id DESC LIMIT {limit} + 1{offset
 
 
 def total_sql(shape: Shape, p: Params) -> str:
-    total = {"exact": exact_total, "window": window_estimate}.get(shape.total)
-    return total(shape, p) if total else "NULL::bigint"
+    return exact_total(shape, p) if shape.exact_total else "NULL::bigint"
 
 
 @lru_cache(maxsize=512)
 def total_statement(shape: Shape) -> Statement:
-    """The total alone, for a page without rows (which carry it otherwise)."""
+    """The exact total alone, for a page without rows (which carry it otherwise)."""
     p = Params()
     return Statement(f"SELECT {total_sql(shape, p)}", tuple(p.names))
 

@@ -4,9 +4,9 @@
   ``interval``, or none): **exact**, the sum of ``market_series.observations`` and
   ``news_counts``, computed in the page statement the first time a filter set is seen and then
   kept (:class:`~cryptoetl.api.cache.TaggedCache`) until a commit changes one of its sources.
-* ``since``/``until`` only: an **estimate** interpolated in the page statement from each
-  series' count and time bounds: no second round trip, however many different windows clients
-  ask for.
+* ``since``/``until`` only: an **estimate** interpolated from each series' count and time
+  bounds (:mod:`cryptoetl.api.data.window`), read once per filter set until its data changes:
+  no second round trip, however many different windows clients ask for.
 * ``category``/``search``: the planner's **estimate** (``EXPLAIN``), once per filter set until
   its data changes.
 
@@ -19,13 +19,17 @@ for the filter set, so a later page past the end reports it too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
-from cryptoetl.api.data.filters import Shape, TotalMode, bind
+from cryptoetl.api.data.filters import Shape, bind
 from cryptoetl.api.data.page import estimate_statement
 from cryptoetl.api.data.query import DataQuery
+
+# Where a page's total comes from: "known" (kept for the filter set), "exact" (the kept counts,
+# in the page statement), "window" (interpolated), "planner" (EXPLAIN's estimate).
+TotalMode = Literal["known", "exact", "window", "planner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +39,14 @@ class Total:
 
 
 def total_mode(query: DataQuery, known: Total | None) -> TotalMode:
-    """What the page statement must compute about the total (see the module doc)."""
+    """Where the total of a page comes from (see the module doc)."""
     if known is not None:
-        return "none"
+        return "known"
     if query.exact_total:
         return "exact"
     if query.category is None and query.search is None:
         return "window"
-    return "none"
+    return "planner"
 
 
 def _plan_rows(explain: Any) -> int:

@@ -155,7 +155,10 @@ async def prerender(url: str) -> int:
             await docs.load(conn, rows)
             await conn.copy_records_to_table(
                 "bench_prerendered",
-                records=[(r[render.TS], r[render.ID], render.item(r, docs).decode()) for r in rows],
+                records=[
+                    (r[render.TS], r[render.ID], render.items([r], docs)[1:-1].decode())
+                    for r in rows
+                ],
             )
             total += len(rows)
             last = rows[-1]

@@ -81,10 +81,11 @@ class DataQuery:
             sources.discard("rss")
         return frozenset(sources)
 
-    def fingerprint(self) -> bytes:
-        """What a cursor is bound to: the filters, not the page size."""
-        key = [
-            sorted(self.source_types),
+    def filter_key(self, *, window: bool = True) -> tuple[object, ...]:
+        """The filters, not the page: what totals are kept by (``window=False``: without
+        ``since``/``until``, what a time-window estimate is computed from)."""
+        key = (
+            tuple(sorted(self.source_types)),
             self.kind,
             self.asset.lower() if self.asset else None,
             self.venue,
@@ -92,8 +93,18 @@ class DataQuery:
             self.interval,
             self.category,
             self.search,
-            self.since.isoformat() if self.since else None,
-            self.until.isoformat() if self.until else None,
+        )
+        if not window:
+            return key
+        return (*key, self.since, self.until)
+
+    def fingerprint(self) -> bytes:
+        """What a cursor is bound to: a hash of :meth:`filter_key`."""
+        since, until = self.since, self.until
+        key = [
+            *self.filter_key(window=False),
+            since.isoformat() if since else None,
+            until.isoformat() if until else None,
         ]
         return hashlib.blake2b(msgspec.json.encode(key), digest_size=8).digest()
 

@@ -13,7 +13,6 @@ reading the page: pgbench 8,900 against 17,300 statements/s on 200k rows.)
 
 from __future__ import annotations
 
-import dataclasses
 from bisect import bisect_left
 from collections.abc import Iterable
 from datetime import datetime
@@ -84,7 +83,7 @@ async def window_total(
     values: dict[str, Any],
 ) -> int:
     """The estimated rows of the query's window; the bounds are read when not kept already."""
-    key = dataclasses.replace(query, since=None, until=None, after=None).fingerprint()
+    key = query.filter_key(window=False)
     curve = cache.get(key)
     if curve is None:
         tags = query.sources_read()

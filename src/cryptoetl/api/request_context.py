@@ -110,8 +110,11 @@ class RequestContext:
         method = str(scope.get("method", "GET"))
         self.metrics.observe(method, route, status, seconds)
         # At the level of the status, so that ACCESS_LOG=errors keeps only 4xx and 5xx lines.
+        level = access_level(status)
+        if not access_log.isEnabledFor(level):
+            return  # before building the record's fields, which cost more than the check
         access_log.log(
-            access_level(status),
+            level,
             "%s %s %d %.1f ms",
             method,
             scope["path"],

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -138,11 +139,20 @@ class RequestMetrics:
             registry=self._registry,
             multiprocess_mode="livesum",
         )
+        # The labelled children, looked up once per label set (labels() takes a lock and
+        # validates; routes, methods and statuses are few).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        labels = (method_label(method), route, str(status))
-        self.requests.labels(*labels).inc()
-        self.duration.labels(*labels).observe(seconds)
+        key = (method_label(method), route, status)  # a client's method name never is a key
+        children = self._children.get(key)
+        if children is None:
+            labels = (key[0], route, str(status))
+            children = (self.requests.labels(*labels), self.duration.labels(*labels))
+            self._children[key] = children
+        requests, duration = children
+        requests.inc()
+        duration.observe(seconds)
 
     def render(self) -> bytes:
         """Prometheus text exposition of every worker's requests."""

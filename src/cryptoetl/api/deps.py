@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from litestar import Request
 from litestar.datastructures import State
 
 from cryptoetl.api.errors import ApiError, DatabaseBusy, database_error, database_problem
@@ -144,3 +145,8 @@ def provide_db(state: State) -> Database:
     db = state.db
     assert isinstance(db, Database)
     return db
+
+
+def database_of(request: Request[Any, Any, Any]) -> Database:
+    """The process's :class:`Database`, for a hot handler that skips dependency injection."""
+    return provide_db(request.app.state)

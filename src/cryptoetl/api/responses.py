@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from litestar import Request, Response
+from litestar import Request
 from litestar.enums import ScopeType
+from litestar.response.base import ASGIResponse
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -94,7 +95,7 @@ async def cached_json(
     request: Request[Any, Any, Any],
     caches: Caches,
     prepare: Callable[[], tuple[frozenset[str], Render]],
-) -> Response[bytes]:
+) -> ASGIResponse:
     key = (request.scope["path"], request.scope["query_string"])
     entry = caches.responses.get(key)
     if entry is None:  # usual: a hit is answered before routing (CachedAnswers)
@@ -106,7 +107,8 @@ async def cached_json(
     status, headers, body = reply(
         entry, request.headers.get("if-none-match"), request_id_of(request), latency_ms(request)
     )
-    return Response(body, status_code=status, headers=headers, media_type=JSON)
+    # An ASGIResponse is sent as it is: a Response would be converted into one per request.
+    return ASGIResponse(body=body, status_code=status, headers=headers, media_type=JSON)
 
 
 class CachedAnswers:

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeAlias
 
 import msgspec
-from litestar import Request, Response, get
-from litestar.di import NamedDependency
+from litestar import Request, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
+from litestar.response.base import ASGIResponse
 
 from cryptoetl.api.data import render
 from cryptoetl.api.data.filters import bind, shape_of, values_of
@@ -34,7 +34,7 @@ from cryptoetl.api.data.query import (
 )
 from cryptoetl.api.data.totals import Total, planner_estimate, settle, total_mode
 from cryptoetl.api.data.window import window_total
-from cryptoetl.api.deps import Database
+from cryptoetl.api.deps import Database, database_of
 from cryptoetl.api.errors import error_responses
 from cryptoetl.api.params import ParamErrors
 from cryptoetl.api.responses import Caches, Render, cached_json, caches_of, placeholder_meta
@@ -48,7 +48,7 @@ class PageResult(NamedTuple):
 
 
 async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResult:
-    key, tags = query.fingerprint(), query.sources_read()
+    key, tags = query.filter_key(), query.sources_read()
     known = caches.totals.get(key)
     mode = total_mode(query, known)
     token = caches.totals.token(tags)
@@ -136,7 +136,6 @@ _PARAMETERS = (
 )
 async def list_data(
     request: Request[Any, Any, Any],
-    db: NamedDependency[Database],
     page: Annotated[
         _Text, _integer("Page number (offset pagination; omit with cursor)", 1, 1, 10**9)
     ] = None,
@@ -165,10 +164,10 @@ async def list_data(
         _Text, _text("source_timestamp < until (ISO 8601; no offset = UTC)", format="date-time")
     ] = None,
     cursor: Annotated[_Text, _text("next_cursor of a previous page (same filters)")] = None,
-) -> Response[bytes]:
-    # Not a Litestar dependency: two dependencies are resolved in a task group, which cost
-    # about a fifth of a cached answer.
-    caches = caches_of(request)
+) -> ASGIResponse:
+    # The caches and the database are not Litestar dependencies: resolving one costs about a
+    # tenth of a page rendered afresh.
+    caches, db = caches_of(request), database_of(request)
 
     def prepare() -> tuple[frozenset[str], Render]:
         params = {key: request.query_params.getall(key) for key in request.query_params}

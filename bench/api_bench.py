@@ -1,6 +1,6 @@
 """Benchmark ``GET /data`` with wrk against two ceilings measured in the same run.
 
-    uv run python bench/api_bench.py [--rows 200000] [--duration 10] [--connections 32]
+    uv run python bench/api_bench.py [--rows 200000] [--duration 10] [--rounds 3] [--connections 32]
 
 1. (Re)creates ``cryptoetl_bench_api`` on ``BENCH_DATABASE_URL`` (default the local server) and
    fills it **with the worker**: a generated hourly CSV of ``--rows`` rows (20 coins) plus the
@@ -19,6 +19,8 @@
    table, ``search=bitcoin`` (all repeated: the response cache answers them) and a different
    ``until`` on every request (a wrk Lua script: every request misses the cache), and prints
    req/s, p99 and the ratios against both ceilings with the targets.
+4. Repeats the measurements of 2 and 3 ``--rounds`` times (default 3), each ratio taken within its
+   round, and prints the medians (and each round's ratio against the target's ceiling).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -265,10 +268,31 @@ def history_span(url: str) -> tuple[int, int]:
 
 
 @dataclass
-class Row:
-    name: str
-    load: Load
-    unique: bool
+class Round:
+    """One pass over the ceilings and every scenario, measured back to back."""
+
+    static: float
+    pre_page: float
+    pre_depth: float
+    loads: list[Load]
+
+
+# (name, path, whether every request differs: then it runs a wrk script and is held against the
+# pre-rendered read at random depth)
+Scenario = tuple[str, str, bool]
+# Each run of the unique-until script starts its counter here times its index (a warm-up and
+# a measured run per round), so no run repeats another's values; they stay unique while the
+# counter stays below hours * 3600 (65 M for two years of hourly rows).
+COUNTER_STRIDE = 5_000_000
+
+
+def unique_script(workdir: Path, newest: int, hours: int, index: int) -> Path:
+    script = workdir / f"unique_until_{index}.lua"
+    start = index * COUNTER_STRIDE
+    if start + COUNTER_STRIDE > hours * 3600:
+        raise SystemExit("too many rounds for this history: its until values would repeat")
+    script.write_text(UNIQUE_UNTIL_LUA.format(newest=newest, hours=hours, start=start))
+    return script
 
 
 def run(args: argparse.Namespace) -> None:
@@ -297,60 +321,72 @@ def run(args: argparse.Namespace) -> None:
         static = granian("static_app:app", static_port, static_env, Path(__file__).parent,
                          workdir / "static.log", args.workers)  # fmt: skip
         wait_http(f"http://127.0.0.1:{static_port}/data")
-        static_rps = wrk(f"http://127.0.0.1:{static_port}/data", args.duration, args.connections)
-        lua, warm_lua = workdir / "unique_until.lua", workdir / "unique_until_warm_up.lua"
-        lua.write_text(UNIQUE_UNTIL_LUA.format(newest=newest, hours=hours, start=0))
-        warm_lua.write_text(UNIQUE_UNTIL_LUA.format(newest=newest, hours=hours, start=10**8))
         cursor = deep_cursor(url, stored_rows(url) * 9 // 10)
-        scenarios = [
-            ("page 1, repeated", "/data", None),
-            ("source_type=csv, repeated", "/data?source_type=csv", None),
-            ("cursor at 90% depth, repeated", f"/data?cursor={cursor}", None),
-            ("search=bitcoin, repeated", "/data?search=bitcoin", None),
-            ("a different until per request", "/data", lua),
+        scenarios: list[Scenario] = [
+            ("page 1, repeated", "/data", False),
+            ("source_type=csv, repeated", "/data?source_type=csv", False),
+            ("cursor at 90% depth, repeated", f"/data?cursor={cursor}", False),
+            ("search=bitcoin, repeated", "/data?search=bitcoin", False),
+            ("a different until per request", "/data", True),
         ]
-        rows = []
-        for name, path, script in scenarios:
-            warm_up = warm_lua if script is not None else None
-            wrk(base + path, 2, args.connections, warm_up)  # plans, pool, cache
-            rows.append(Row(name, wrk(base + path, args.duration, args.connections, script),
-                            script is not None))  # fmt: skip
-            print(f"  {name}: {rows[-1].load.rps:,.0f} req/s", flush=True)
+        rounds = []
+        for n in range(args.rounds):
+            print(f"round {n + 1} of {args.rounds}", flush=True)
+            static_rps = wrk(f"http://127.0.0.1:{static_port}/data", args.duration,
+                             args.connections).rps  # fmt: skip
+            loads = []
+            for name, path, unique in scenarios:
+                warm_up = unique_script(workdir, newest, hours, 2 * n) if unique else None
+                script = unique_script(workdir, newest, hours, 2 * n + 1) if unique else None
+                wrk(base + path, 2, args.connections, warm_up)  # plans, pool, cache
+                loads.append(wrk(base + path, args.duration, args.connections, script))
+                print(f"  {name}: {loads[-1].rps:,.0f} req/s", flush=True)
+            # The servers are idle meanwhile: pgbench has the machine as the API had.
+            pre_page = pgbench(reader, CEILING_PAGE, args.duration, hours)
+            pre_depth = pgbench(reader, CEILING_AT_DEPTH, args.duration, hours)
+            rounds.append(Round(static_rps, pre_page, pre_depth, loads))
     finally:
         for server in (api, static):
             if server is not None:
                 server.terminate()
                 server.wait(10)
-    pre_page = pgbench(reader, CEILING_PAGE, args.duration, hours)
-    pre_depth = pgbench(reader, CEILING_AT_DEPTH, args.duration, hours)
-    print_table(rows, static_rps.rps, pre_page, pre_depth, stored_rows(url), args.workers)
+    print_table(scenarios, rounds, stored_rows(url), args.workers)
 
 
-def print_table(
-    rows: list[Row], static: float, pre_page: float, pre_depth: float, n: int, workers: int
-) -> None:
+def print_table(scenarios: list[Scenario], rounds: list[Round], n: int, workers: int) -> None:
+    """Medians over the rounds; each ratio is taken within its round (against the ceilings
+    measured minutes apart, not across the run), so a machine whose speed drifts (a shared VM
+    here: the same run varies by a fifth from one minute to the next) skews it less."""
     print(
         f"\n== GET /data, {n:,} records written by the worker; {workers} Granian worker(s); "
-        "wrk -t1 =="
+        f"wrk -t1; medians of {len(rounds)} round(s) =="
     )
+    static = median(r.static for r in rounds)
+    pre_page, pre_depth = median(r.pre_page for r in rounds), median(r.pre_depth for r in rounds)
     print(
         f"ceilings: static bytes from a bare ASGI app on Granian {static:,.0f} req/s; pgbench on "
         f"pre-rendered items: page 1 {pre_page:,.0f} tps, at random depth {pre_depth:,.0f} tps"
     )
     head = f"{'scenario':<32} {'req/s':>8} {'p99 ms':>7} {'/static':>8} {'/pre-rendered':>14}"
-    print(head + f" {'target':>22} {'met':>4}")
-    for row in rows:
-        ceiling = pre_depth if row.unique else pre_page
-        vs_static, vs_pre = row.load.rps / static, row.load.rps / ceiling
-        target, met = (
-            (f">= {TARGET_PRERENDERED} x pre-rendered", vs_pre >= TARGET_PRERENDERED)
-            if row.unique
-            else (f">= {TARGET_STATIC} x static", vs_static >= TARGET_STATIC)
-        )
-        errors = f"  ({row.load.non_2xx} non-2xx)" if row.load.non_2xx else ""
+    print(head + f" {'target':>22} {'met':>4}  per round")
+    for i, (name, _, unique) in enumerate(scenarios):
+        loads = [r.loads[i] for r in rounds]
+        vs_static = [r.loads[i].rps / r.static for r in rounds]
+        vs_pre = [r.loads[i].rps / (r.pre_depth if unique else r.pre_page) for r in rounds]
+        target, met, kept = (
+            (f">= {TARGET_PRERENDERED} x pre-rendered", median(vs_pre) >= TARGET_PRERENDERED,
+             vs_pre)
+            if unique
+            else (f">= {TARGET_STATIC} x static", median(vs_static) >= TARGET_STATIC, vs_static)
+        )  # fmt: skip
+        non_2xx = sum(load.non_2xx for load in loads)
+        errors = f"  ({non_2xx} non-2xx)" if non_2xx else ""
         print(
-            f"{row.name:<32} {row.load.rps:>8,.0f} {row.load.p99_ms:>7.1f} {vs_static:>8.2f} "
-            f"{vs_pre:>14.2f} {target:>22} {'yes' if met else 'NO':>4}{errors}"
+            f"{name:<32} {median(x.rps for x in loads):>8,.0f} "
+            f"{median(x.p99_ms for x in loads):>7.1f} {median(vs_static):>8.2f} "
+            f"{median(vs_pre):>14.2f} {target:>22} {'yes' if met else 'NO':>4}  "
+            + " ".join(f"{ratio:.2f}" for ratio in kept)
+            + errors
         )
     print(f"({os.cpu_count()} CPUs; the load generator, the servers and PostgreSQL share them)")
 
@@ -365,6 +401,9 @@ def main() -> None:
         type=int,
         default=os.cpu_count() or 1,
         help="Granian workers of the API and of the static ceiling (default: one per CPU)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="passes over ceilings and scenarios (medians)"
     )
     parser.add_argument("--reuse", action="store_true", help="keep a database already filled")
     run(parser.parse_args())

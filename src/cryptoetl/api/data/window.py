@@ -6,7 +6,9 @@ where ``F(t)``, the rows before ``t``, is piecewise linear in ``t``. :class:`Win
 the prefix sums that evaluate it in ``O(log n)`` for n series. The bounds behind it are read
 once per filter set (``market_series`` keeps every series' count and time bounds) and kept in
 a :class:`~cryptoetl.api.cache.TaggedCache` until a commit changes one of the sources, so
-clients asking for a new window on every request cost PostgreSQL only the page itself.
+clients asking for a new window on every request cost PostgreSQL only the page itself. (While
+the change listener is disconnected nothing is kept: each such request reads the bounds too,
+one more small query, rather than risk an estimate from bounds a commit has moved.)
 (Computed in the page statement, the same interpolation over the series took as long as
 reading the page: pgbench 8,900 against 17,300 statements/s on 200k rows.)
 """

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="arguments for the bench chosen with --only")
     args = parser.parse_args()
     plan = {
-        "api": ["--rows", "200000", "--duration", "5"] if args.quick else [],
+        "api": ["--rows", "200000", "--duration", "5", "--rounds", "1"] if args.quick else [],
         "ingest": ["--rows", "1000000"] if args.quick else [],
     }
     if args.only:

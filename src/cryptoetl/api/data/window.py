@@ -36,16 +36,15 @@ class WindowCurve:
     def __init__(self, bounds: Iterable[Bounds]) -> None:
         spread: list[tuple[float, float, float]] = []  # (first, last, rows per second)
         points: list[tuple[float, int]] = []  # series whose rows share one timestamp
+        self.total = 0
         for first, last, rows in bounds:
             if first is None or last is None or rows <= 0:
                 continue
+            self.total += rows
             if last > first:
                 spread.append((first, last, rows / (last - first)))
             else:
                 points.append((first, rows))
-        self.total = sum(rows for _, rows in points) + sum(
-            density * (last - first) for first, last, density in spread
-        )
         # t * (densities begun - densities ended) - (sum of density * first - density * last)
         self._starts = _Steps((first, density) for first, _, density in spread)
         self._ends = _Steps((last, density) for _, last, density in spread)

@@ -159,13 +159,13 @@ async def prerender(url: str) -> int:
             await conn.copy_records_to_table(
                 "bench_prerendered",
                 records=[
-                    (r[render.TS], r[render.ID], render.items([r], docs)[1:-1].decode())
+                    (render.timestamp_of(r), r[render.ID], render.items([r], docs)[1:-1].decode())
                     for r in rows
                 ],
             )
             total += len(rows)
             last = rows[-1]
-            cursor = encode_cursor(last[render.TS], last[render.ID], query.fingerprint())
+            cursor = encode_cursor(render.timestamp_of(last), last[render.ID], query.fingerprint())
             query = parse_query({"page_size": ["1000"], "cursor": [cursor]})
         await conn.execute("CREATE INDEX ON bench_prerendered (ts DESC, id DESC)")
         await conn.execute("VACUUM ANALYZE bench_prerendered")

@@ -432,3 +432,28 @@ def test_cursor_round_trip() -> None:
     assert set(cursor) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     again = parse_query({"cursor": [cursor]})
     assert again.after == (ts, 42)
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        datetime(2025, 3, 1, 12, 0, tzinfo=UTC),
+        datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 12, 3, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2099, 7, 4, 1, 2, 3, 456_789, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+    ],
+)
+def test_page_timestamps_come_back_exact(database: TestDatabase, ts: datetime) -> None:
+    """The page sends timestamps as microseconds (page._PAGE_ROW): every one of them comes
+    back as the same instant and the same text iso_utc writes."""
+    from cryptoetl.api.data import render
+    from cryptoetl.api.data.page import _COLUMNS, _PAGE_ROW
+    from cryptoetl.pipeline.documents import iso_utc
+
+    values = ", ".join("%s::timestamptz" if c == "source_timestamp" else "NULL" for c in _COLUMNS)
+    (row,) = sql(
+        database, f"SELECT {_PAGE_ROW} FROM (SELECT {values}) q({', '.join(_COLUMNS)})", ts
+    )
+    assert render.timestamp_of(row) == ts
+    assert render._iso_texts[row[render.TS]] == iso_utc(ts)

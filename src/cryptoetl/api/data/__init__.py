@@ -72,7 +72,7 @@ async def fetch_page(db: Database, caches: Caches, query: DataQuery) -> PageResu
         caches.totals.put(key, total, tags, token)
     page = rows[: query.page_size]
     has_more = len(rows) > query.page_size
-    last = (page[-1][render.TS], page[-1][render.ID]) if has_more else None
+    last = (render.timestamp_of(page[-1]), page[-1][render.ID]) if has_more else None
     return PageResult(render.items(page, caches.series_docs), total, last)
 
 

@@ -13,6 +13,7 @@ The ``*_usd`` members hold only what really is USD (and 24 h): see README, "Unit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
@@ -24,9 +25,32 @@ _DAILY = frozenset({"snapshot", "1d"})
 _NO_METADATA = msgspec.Raw(b"{}")
 _encode = msgspec.json.Encoder().encode
 
-# Columns of a page row (the page statement's select list), by position.
+# Columns of a page row (the page statement's select list), by position. TS is the
+# source_timestamp in microseconds since 1970 (see ``page._PAGE_ROW``).
 ID, TS, SERIES, PRICE, OPEN, HIGH, LOW, VOL_BASE, VOL_QUOTE, MCAP, CHANGE, RANK, META = range(13)
 NEWS_DOC, TOTAL = 13, 14
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_ISO_TEXTS = 1 << 16
+
+
+def timestamp_of(row: Sequence[Any]) -> datetime:
+    """The row's source_timestamp (the page's last row: its cursor)."""
+    return _EPOCH + timedelta(microseconds=row[TS])
+
+
+class _IsoTexts(dict[int, str]):
+    """:func:`iso_utc` text by microseconds since 1970. A page's rows share few timestamps (the
+    series of one source observed at one instant) and pages share them again, so each is
+    formatted once; a pure function's memo, emptied when it reaches its bound."""
+
+    def __missing__(self, micros: int) -> str:
+        if len(self) >= _MAX_ISO_TEXTS:
+            self.clear()
+        text = self[micros] = iso_utc(_EPOCH + timedelta(microseconds=micros))
+        return text
+
+
+_iso_texts = _IsoTexts()
 
 
 # A series document starts with this member, whose value and the members after it are the
@@ -94,7 +118,7 @@ def observation(row: Sequence[Any], series: SeriesDoc) -> _Observation:
     usd, daily = series.usd, series.daily
     price, market_cap, change = row[PRICE], row[MCAP], row[CHANGE]
     metadata = row[META]
-    timestamp = iso_utc(row[TS])
+    timestamp = _iso_texts[row[TS]]
     return _Observation(
         row[ID],
         f"{series.key}@{timestamp}",

@@ -104,9 +104,9 @@ async def cached_json(
         route = request.scope.get("path_template") or request.scope["path"]
         entry = Cached.make(await render(), route)
         caches.responses.put(key, entry, tags, token)
-    status, headers, body = reply(
-        entry, request.headers.get("if-none-match"), request_id_of(request), latency_ms(request)
-    )
+    # The header read off the scope: ``request.headers`` would build a Headers object for it.
+    if_none_match = _header(request.scope, b"if-none-match")
+    status, headers, body = reply(entry, if_none_match, request_id_of(request), latency_ms(request))
     # An ASGIResponse is sent as it is: a Response would be converted into one per request.
     return ASGIResponse(body=body, status_code=status, headers=headers, media_type=JSON)
 

@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 import httpx
+import pytest
 
 from cryptoetl.api import deps
 from tests.integration.api.conftest import ApiData, sql
@@ -59,3 +60,25 @@ async def test_a_transaction_left_open_is_ended_on_release(api_app: Any, api_dat
         async with db.connection() as conn:
             assert not conn.is_in_transaction()
             await conn.execute("BEGIN")
+
+
+async def test_waiting_for_a_lent_connection_is_bounded(database: TestDatabase) -> None:
+    """With every connection lent, the next request waits at most its timeout (a 503), and a
+    connection returned is lent again at once."""
+    from cryptoetl.api.errors import DatabaseBusy
+    from cryptoetl.config import DatabaseUrl
+
+    db = deps.Database(DatabaseUrl(database.reader_url, "API_DATABASE_URL"), pool_size=1)
+    try:
+        async with db.connection() as held:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(DatabaseBusy):
+                async with db.connection(timeout=0.3):
+                    pass
+            assert 0.25 <= asyncio.get_running_loop().time() - started < 2
+            assert await held.fetchval("SELECT 1") == 1
+        for _ in range(3):
+            async with db.connection(timeout=0.3) as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await db.dispose()

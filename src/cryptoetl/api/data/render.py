@@ -65,14 +65,12 @@ class SeriesDoc(NamedTuple):
     daily: bool
 
 
-class SeriesDocs:
-    """The series documents this process has needed, by series id (they never change)."""
-
-    def __init__(self) -> None:
-        self._docs: dict[int, SeriesDoc] = {}
+class SeriesDocs(dict[int, SeriesDoc]):
+    """The series documents this process has needed, by series id (they never change); a
+    dict, so that looking one up per row is the dict's own subscript."""
 
     async def load(self, conn: Any, rows: Sequence[Sequence[Any]]) -> None:
-        missing = {r[SERIES] for r in rows if r[SERIES] is not None} - self._docs.keys()
+        missing = {r[SERIES] for r in rows if r[SERIES] is not None} - self.keys()
         if missing:
             for series_id, doc, key, quote, interval in await conn.fetch(
                 SERIES_DOCS, list(missing)
@@ -83,10 +81,7 @@ class SeriesDocs:
                         f"series {series_id}: its document does not lead with source_type"
                     )
                 rest = msgspec.Raw(encoded[len(_LEAD) :])
-                self._docs[series_id] = SeriesDoc(rest, key, quote == "USD", interval in _DAILY)
-
-    def __getitem__(self, series_id: int) -> SeriesDoc:
-        return self._docs[series_id]
+                self[series_id] = SeriesDoc(rest, key, quote == "USD", interval in _DAILY)
 
 
 class _Observation(msgspec.Struct, gc=False):
@@ -115,28 +110,28 @@ class _Observation(msgspec.Struct, gc=False):
 
 
 def observation(row: Sequence[Any], series: SeriesDoc) -> _Observation:
+    cells = row[:NEWS_DOC]  # one slice of the record, not a subscript per column
+    id_, ts, _, price, open_, high, low, vol_base, vol_quote, mcap, change, rank, meta = cells
     usd, daily = series.usd, series.daily
-    price, market_cap, change = row[PRICE], row[MCAP], row[CHANGE]
-    metadata = row[META]
-    timestamp = _iso_texts[row[TS]]
+    timestamp = _iso_texts[ts]
     return _Observation(
-        row[ID],
+        id_,
         f"{series.key}@{timestamp}",
         timestamp,
-        _NO_METADATA if metadata is None else msgspec.Raw(metadata.encode()),
-        row[RANK],
+        _NO_METADATA if meta is None else msgspec.Raw(meta.encode()),
+        rank,
         price,
-        row[OPEN],
-        row[HIGH],
-        row[LOW],
-        row[VOL_BASE],
-        row[VOL_QUOTE],
-        market_cap,
+        open_,
+        high,
+        low,
+        vol_base,
+        vol_quote,
+        mcap,
         change,
         price if usd else None,
         price if usd else None,
-        market_cap if usd else None,
-        row[VOL_QUOTE] if usd and daily else None,
+        mcap if usd else None,
+        vol_quote if usd and daily else None,
         change if daily else None,
         series.rest,
     )

@@ -24,7 +24,6 @@ from typing import Any
 
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.response.base import ASGIResponse
 from litestar.types import (
     ASGIApp,
     HTTPResponseBodyEvent,
@@ -80,22 +79,52 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
-def reply(
-    entry: Cached, if_none_match: str | None, request_id: str, latency: float
-) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body of a cached answer (both paths send exactly these)."""
-    headers = {"etag": entry.etag, "cache-control": CACHE_CONTROL}
-    if etag_matches(if_none_match, entry.etag):
-        return 304, headers, b""
-    headers["content-type"] = JSON
-    return 200, headers, entry.body(request_id, latency)
+class Answer:
+    """A cached entry as sent to one request: its status, headers and body (a ``304`` when
+    ``If-None-Match`` matches), and the ASGI app that sends them. Both paths send one: the
+    handler (:func:`cached_json`, which Litestar sends as the ASGI app it is) and
+    :class:`CachedAnswers` before routing. A Litestar ``ASGIResponse`` would rebuild these
+    headers through its header container on every request, a fortieth of a page's work."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(
+        self, entry: Cached, if_none_match: str | None, request_id: str, latency_ms: float
+    ) -> None:
+        self.headers = [(b"etag", entry.etag.encode()), (b"cache-control", _CACHE_CONTROL)]
+        if etag_matches(if_none_match, entry.etag):
+            # No Content-Length: a 304's would have to be the 200's (RFC 9110 8.6), not 0.
+            self.status, self.body = 304, b""
+            return
+        self.status, self.body = 200, entry.body(request_id, latency_ms)
+        self.headers += [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: HTTPResponseStartEvent = {
+            "type": "http.response.start",
+            "status": self.status,
+            "headers": self.headers,
+        }
+        await send(start)
+        end: HTTPResponseBodyEvent = {
+            "type": "http.response.body",
+            "body": self.body,
+            "more_body": False,
+        }
+        await send(end)
+
+
+_CACHE_CONTROL, _JSON = CACHE_CONTROL.encode(), JSON.encode()
 
 
 async def cached_json(
     request: Request[Any, Any, Any],
     caches: Caches,
     prepare: Callable[[], tuple[frozenset[str], Render]],
-) -> ASGIResponse:
+) -> Answer:
     key = (request.scope["path"], request.scope["query_string"])
     entry = caches.responses.get(key)
     if entry is None:  # usual: a hit is answered before routing (CachedAnswers)
@@ -106,46 +135,32 @@ async def cached_json(
         caches.responses.put(key, entry, tags, token)
     # The header read off the scope: ``request.headers`` would build a Headers object for it.
     if_none_match = _header(request.scope, b"if-none-match")
-    status, headers, body = reply(entry, if_none_match, request_id_of(request), latency_ms(request))
-    # An ASGIResponse is sent as it is: a Response would be converted into one per request.
-    return ASGIResponse(body=body, status_code=status, headers=headers, media_type=JSON)
+    return Answer(entry, if_none_match, request_id_of(request), latency_ms(request))
 
 
 class CachedAnswers:
-    """ASGI layer: a GET or HEAD whose path and query string are in the response cache is
-    answered from it before Litestar sees the request (see the module doc)."""
+    """ASGI layer: a GET whose path and query string are in the response cache is answered from
+    it before Litestar sees the request (see the module doc). A HEAD arrives here as its GET
+    (:class:`~cryptoetl.api.methods.HeadAsGet` wraps this layer and drops the body)."""
 
     def __init__(self, app: ASGIApp, cache: TaggedCache[Cached]) -> None:
         self.app = app
         self.cache = cache
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope.get("method")
         entry = None
-        if scope["type"] == ScopeType.HTTP and method in ("GET", "HEAD"):
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "GET":
             entry = self.cache.get((scope["path"], scope["query_string"]))
         if entry is None:
             await self.app(scope, receive, send)
             return
         scope["path_template"] = entry.route
         state = scope.get("state", {})
-        request_id = state.get("request_id", "-")
         latency = elapsed_ms(state.get("request_started"))
-        status, headers, body = reply(entry, _header(scope, b"if-none-match"), request_id, latency)
-        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode()))
-        start: HTTPResponseStartEvent = {
-            "type": "http.response.start",
-            "status": status,
-            "headers": raw,
-        }
-        await send(start)
-        end: HTTPResponseBodyEvent = {
-            "type": "http.response.body",
-            "body": b"" if method == "HEAD" else body,
-            "more_body": False,
-        }
-        await send(end)
+        answer = Answer(
+            entry, _header(scope, b"if-none-match"), state.get("request_id", "-"), latency
+        )
+        await answer(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

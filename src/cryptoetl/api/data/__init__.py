@@ -20,7 +20,6 @@ import msgspec
 from litestar import Request, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
-from litestar.response.base import ASGIResponse
 
 from cryptoetl.api.data import render
 from cryptoetl.api.data.filters import bind, shape_of, values_of
@@ -37,7 +36,14 @@ from cryptoetl.api.data.window import window_total
 from cryptoetl.api.deps import Database, database_of
 from cryptoetl.api.errors import error_responses
 from cryptoetl.api.params import ParamErrors
-from cryptoetl.api.responses import Caches, Render, cached_json, caches_of, placeholder_meta
+from cryptoetl.api.responses import (
+    Answer,
+    Caches,
+    Render,
+    cached_json,
+    caches_of,
+    placeholder_meta,
+)
 from cryptoetl.api.schemas import DataEnvelope, DataMeta, DataPage, Pagination
 
 
@@ -164,7 +170,7 @@ async def list_data(
         _Text, _text("source_timestamp < until (ISO 8601; no offset = UTC)", format="date-time")
     ] = None,
     cursor: Annotated[_Text, _text("next_cursor of a previous page (same filters)")] = None,
-) -> ASGIResponse:
+) -> Answer:
     # The caches and the database are not Litestar dependencies: resolving one costs about a
     # tenth of a page rendered afresh.
     caches, db = caches_of(request), database_of(request)

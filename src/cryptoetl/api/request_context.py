@@ -49,17 +49,23 @@ def request_id_from(headers: Any) -> str:
 
 def request_id_of(request: Request[Any, Any, Any]) -> str:
     """The id :class:`RequestContext` gave this request (``-`` outside one)."""
-    rid = request.scope.get("state", {}).get("request_id")
-    return rid if isinstance(rid, str) else "-"
+    return request_id_in(request.scope)
 
 
 def latency_ms(request: Request[Any, Any, Any]) -> float:
     """Milliseconds since the request context middleware saw the request."""
-    return elapsed_ms(request.scope.get("state", {}).get("request_started"))
+    return latency_ms_in(request.scope)
 
 
-def elapsed_ms(started: object) -> float:
-    """Milliseconds since ``started`` (a ``perf_counter`` value), floored to microseconds."""
+def request_id_in(scope: Scope) -> str:
+    """:func:`request_id_of` for ASGI layers, which have the scope and no request."""
+    rid = scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else "-"
+
+
+def latency_ms_in(scope: Scope) -> float:
+    """:func:`latency_ms` for ASGI layers: floored to microseconds, 0 outside a context."""
+    started = scope.get("state", {}).get("request_started")
     if not isinstance(started, float):
         return 0.0
     elapsed = (time.perf_counter() - started) * 1000

@@ -42,7 +42,7 @@ from cryptoetl.api.cache import (
 from cryptoetl.api.data.render import SeriesDocs
 from cryptoetl.api.data.window import WindowCurve
 from cryptoetl.api.errors import JSON
-from cryptoetl.api.request_context import elapsed_ms, latency_ms, request_id_of
+from cryptoetl.api.request_context import latency_ms_in, request_id_in
 from cryptoetl.api.schemas import Meta
 
 CACHE_CONTROL = "no-cache"
@@ -88,15 +88,14 @@ class Answer:
 
     __slots__ = ("body", "headers", "status")
 
-    def __init__(
-        self, entry: Cached, if_none_match: str | None, request_id: str, latency_ms: float
-    ) -> None:
+    def __init__(self, entry: Cached, scope: Scope) -> None:
+        """The answer to the request of ``scope`` (its ``If-None-Match``, id and latency)."""
         self.headers = [(b"etag", entry.etag.encode()), (b"cache-control", _CACHE_CONTROL)]
-        if etag_matches(if_none_match, entry.etag):
+        if etag_matches(_header(scope, b"if-none-match"), entry.etag):
             # No Content-Length: a 304's would have to be the 200's (RFC 9110 8.6), not 0.
             self.status, self.body = 304, b""
             return
-        self.status, self.body = 200, entry.body(request_id, latency_ms)
+        self.status, self.body = 200, entry.body(request_id_in(scope), latency_ms_in(scope))
         self.headers += [
             (b"content-type", _JSON),
             (b"content-length", str(len(self.body)).encode()),
@@ -133,9 +132,7 @@ async def cached_json(
         route = request.scope.get("path_template") or request.scope["path"]
         entry = Cached.make(await render(), route)
         caches.responses.put(key, entry, tags, token)
-    # The header read off the scope: ``request.headers`` would build a Headers object for it.
-    if_none_match = _header(request.scope, b"if-none-match")
-    return Answer(entry, if_none_match, request_id_of(request), latency_ms(request))
+    return Answer(entry, request.scope)
 
 
 class CachedAnswers:
@@ -155,15 +152,11 @@ class CachedAnswers:
             await self.app(scope, receive, send)
             return
         scope["path_template"] = entry.route
-        state = scope.get("state", {})
-        latency = elapsed_ms(state.get("request_started"))
-        answer = Answer(
-            entry, _header(scope, b"if-none-match"), state.get("request_id", "-"), latency
-        )
-        await answer(scope, receive, send)
+        await Answer(entry, scope)(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
+    # Off the scope: ``request.headers`` would build a Headers object for one header.
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
